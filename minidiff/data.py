@@ -1,0 +1,64 @@
+"""Datasets that ship with installed packages, so nothing downloads.
+
+- `load_digits`: scikit-learn's 1,797 real 8x8 handwritten digits, upsampled, in [-1, 1], with labels.
+- `load_photo`: a real photograph that matplotlib ships (Grace Hopper), cropped square, in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DIGIT_SIZES = (8, 16, 32)
+
+
+def load_digits(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sklearn digits as images (N, 1, size, size) in [-1, 1] (float32) and labels (N,) (long, 0..9).
+
+    The 8x8 originals hold ink levels 0..16; they are scaled to [-1, 1] (background -1) and, for size 16 or 32,
+    upsampled bilinearly. N = 1,797, in sklearn's fixed order (deterministic).
+    """
+    if size not in DIGIT_SIZES:
+        raise ValueError(f"size must be one of {DIGIT_SIZES} (8x8 originals upsampled), got {size!r}")
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    d = _sk_load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x * 2 - 1).clamp(-1, 1)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    return x.contiguous(), y
+
+
+def photo_path() -> str:
+    """Path of the photograph matplotlib ships in its sample data (grace_hopper.jpg)."""
+    import matplotlib
+
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"matplotlib's sample photo is missing at {path}; reinstall matplotlib (pip install --force-reinstall "
+            "matplotlib) or pass your own image to the lesson"
+        )
+    return path
+
+
+def load_photo(size: int = 64, gray: bool = False) -> torch.Tensor:
+    """A real photo as one image (C, size, size) in [-1, 1]: centre-cropped square, resized; C = 3, or 1 if gray."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 512:
+        raise ValueError(f"size must be an int between 4 and 512, got {size!r}")
+    from PIL import Image
+
+    img = Image.open(photo_path()).convert("L" if gray else "RGB")
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    x = torch.from_numpy(arr)
+    x = x.unsqueeze(0) if gray else x.permute(2, 0, 1)
+    return (x * 2 - 1).clamp(-1, 1).contiguous()

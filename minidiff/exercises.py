@@ -1,0 +1,262 @@
+"""Exercise checks, and the builder of the student notebooks.
+
+Checks: each `check_*` calls the learner's function on fixed inputs and compares it with the package's reference.
+On a wrong answer it raises `CheckFailed` (an AssertionError) saying what went in, what was expected, what came back
+and a hint; on a right one it prints a single deterministic line starting with ✅.
+
+Student notebooks: `python -m minidiff.exercises build` copies every lesson notebooks/NN_*.ipynb to
+notebooks/exercises/, replacing each region between `### BEGIN SOLUTION` and `### END SOLUTION` with
+`raise NotImplementedError()` and clearing all outputs. `python -m minidiff.exercises check` exits 1 when the
+committed student notebooks are out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import ddpm, schedules
+
+
+class CheckFailed(AssertionError):
+    """An exercise check found a wrong answer. The message says what was expected and gives a hint."""
+
+
+def _call(fn: Callable, name: str, *args: Any) -> Any:
+    if not callable(fn):
+        raise CheckFailed(f"{name}: expected a function, got {type(fn).__name__}")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise CheckFailed(
+            f"{name} is still the stub: replace `raise NotImplementedError()` with your code, then run this cell again."
+        ) from None
+    except Exception as e:  # the learner's code crashed: say so clearly, without a deep traceback
+        raise CheckFailed(f"{name} raised {type(e).__name__}: {e}") from None
+
+
+def _as_tensor(out: Any, name: str, expected_shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"{name} should return a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(expected_shape):
+        raise CheckFailed(f"{name} returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}")
+    return out.detach().cpu().double()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol))
+
+
+def _ok(name: str, what: str) -> None:
+    print(f"✅ {name}: {what}")
+
+
+# ----------------------------------------------------------------------------------------------- lesson 01 checks
+
+
+def check_forward_step(fn: Callable) -> None:
+    """fn(x_prev, beta_t, noise) -> x_t = sqrt(1 - beta_t) x_prev + sqrt(beta_t) noise."""
+    name = "forward_step"
+    g = torch.Generator().manual_seed(101)
+    cases = 0
+    for beta in (0.02, 0.3, 0.9):
+        x = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+        eps = torch.randn(x.shape, generator=g)
+        got = _as_tensor(_call(fn, name, x.clone(), beta, eps.clone()), name, x.shape)
+        want = ddpm.forward_step(x.double(), beta, eps.double())
+        if not _close(got, want):
+            a, b = (1 - beta) ** 0.5, beta**0.5
+            if _close(got, a * x.double() + beta * eps.double()):
+                hint = "the noise is scaled by sqrt(beta_t), not beta_t (variances add, standard deviations don't)"
+            elif _close(got, (1 - beta) * x.double() + b * eps.double()):
+                hint = "the signal is scaled by sqrt(1 - beta_t) = sqrt(alpha_t), not (1 - beta_t)"
+            elif _close(got, a * x.double() + (1 - beta) ** 0.5 * eps.double()):
+                hint = "the noise coefficient is sqrt(beta_t); you used sqrt(1 - beta_t)"
+            else:
+                hint = "x_t = sqrt(1 - beta_t) * x_prev + sqrt(beta_t) * noise"
+            raise CheckFailed(
+                f"{name}(x_prev, beta_t={beta}, noise) is wrong: max error {float((got - want).abs().max()):.3g}. "
+                f"Hint: {hint}."
+            )
+        cases += 1
+    _ok(name, f"matches x_t = sqrt(1-beta_t) x_(t-1) + sqrt(beta_t) eps for {cases} values of beta_t")
+
+
+def check_linear_schedule(fn: Callable) -> None:
+    """fn(T, beta_start, beta_end) -> betas, a 1-D tensor of length T from beta_start to beta_end, evenly spaced."""
+    name = "linear_beta_schedule"
+    cases = [(1000, 1e-4, 0.02), (10, 0.001, 0.1), (2, 0.01, 0.5)]
+    for T, b0, b1 in cases:
+        got = _as_tensor(_call(fn, name, T, b0, b1), name, (T,))
+        want = schedules.linear_beta_schedule(T, b0, b1).double()
+        if not _close(got, want, atol=1e-7, rtol=1e-5):
+            if abs(float(got[0]) - b0) > 1e-7 or abs(float(got[-1]) - b1) > 1e-7:
+                hint = (f"the first beta must be beta_start={b0} and the last beta_end={b1} "
+                        f"(got {float(got[0]):.3g} .. {float(got[-1]):.3g})")
+            else:
+                hint = "the betas must be evenly spaced (torch.linspace)"
+            raise CheckFailed(f"{name}(T={T}, beta_start={b0}, beta_end={b1}) is wrong. Hint: {hint}.")
+    _ok(name, f"correct for T in {[c[0] for c in cases]}")
+
+
+def check_closed_form_coefficients(fn: Callable) -> None:
+    """fn(betas) -> (sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod)."""
+    name = "closed_form_coefficients"
+    for sched in ("linear", "cosine"):
+        s = schedules.make_schedule(sched, 1000)
+        out = _call(fn, name, s.betas.clone())
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise CheckFailed(f"{name} should return a pair (sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod)")
+        a = _as_tensor(out[0], name + "[0]", (s.T,))
+        b = _as_tensor(out[1], name + "[1]", (s.T,))
+        if not _close(a, s.sqrt_alphas_cumprod, atol=1e-5):
+            if _close(a, s.alphas.double().sqrt(), atol=1e-5):
+                hint = "use the cumulative product of the alphas (torch.cumprod), not alpha_t itself"
+            elif _close(a, s.alphas_cumprod, atol=1e-5):
+                hint = "take the square root of alphas_cumprod"
+            else:
+                hint = "sqrt_alphas_cumprod_t = sqrt(prod_{s<=t} (1 - beta_s))"
+            raise CheckFailed(f"{name}: the signal coefficient is wrong for the {sched} schedule. Hint: {hint}.")
+        if not _close(b, s.sqrt_one_minus_alphas_cumprod, atol=1e-5):
+            hint = "the noise coefficient is sqrt(1 - alphas_cumprod_t), so that signal^2 + noise^2 = 1"
+            raise CheckFailed(f"{name}: the noise coefficient is wrong for the {sched} schedule. Hint: {hint}.")
+    _ok(name, "both coefficients correct for the linear and cosine schedules")
+
+
+def check_q_sample(fn: Callable) -> None:
+    """fn(x0, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod) -> x_t for a batch of different t."""
+    name = "my_q_sample"
+    s = schedules.make_schedule("linear", 1000)
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.rand(5, 1, 8, 8, generator=g) * 2 - 1
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.tensor([0, 10, 250, 600, 999])
+    got = _as_tensor(
+        _call(fn, name, x0.clone(), t.clone(), noise.clone(), s.sqrt_alphas_cumprod.clone(),
+              s.sqrt_one_minus_alphas_cumprod.clone()),
+        name, x0.shape,
+    )
+    want = ddpm.q_sample(s, x0.double(), t, noise.double())
+    if not _close(got, want):
+        per = (got - want).flatten(1).abs().amax(1)
+        wrong = [int(t[i]) for i in range(len(t)) if per[i] > 1e-4]
+        raise CheckFailed(
+            f"{name}: wrong x_t for t = {wrong} (batch t = {t.tolist()}). Hint: each sample uses its own t: "
+            "index the coefficients with t, reshape them to (B, 1, 1, 1) and compute a * x0 + b * noise."
+        )
+    _ok(name, f"correct for a batch with t = {t.tolist()}")
+
+
+# ---------------------------------------------------------------------------------------------- student notebooks
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "raise NotImplementedError()"
+STUDENT_NOTE = (
+    "> **Student version.** Fill in each cell marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),\n"
+    "> then run the check cell below it: it prints ✅ or tells you what is wrong. The lesson always goes on with\n"
+    "> minidiff's own version of each piece, so you can skip an exercise and still run the whole notebook."
+)
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION region by `# YOUR CODE HERE` + `raise NotImplementedError()`, same indent."""
+    out: list[str] = []
+    inside = False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError("nested '### BEGIN SOLUTION'")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + "# YOUR CODE HERE", indent + STUB]
+        elif stripped == END:
+            if not inside:
+                raise ValueError("'### END SOLUTION' without a BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("'### BEGIN SOLUTION' without an END")
+    return "\n".join(out)
+
+
+def build_student_notebook(nb):  # nbformat.NotebookNode -> NotebookNode
+    """The student version of a lesson notebook: solutions stripped, outputs cleared, a note on top."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
+    for cell in nb.cells:
+        cell.pop("id", None)
+    nb.nbformat, nb.nbformat_minor = 4, 4
+    return nb
+
+
+def lesson_notebooks(root: str = "notebooks") -> list[str]:
+    return sorted(p for p in glob.glob(os.path.join(root, "[0-9][0-9]_*.ipynb")))
+
+
+def student_text(lesson_path: str) -> str:
+    import nbformat
+
+    nb = nbformat.read(lesson_path, as_version=4)
+    return nbformat.writes(build_student_notebook(nb), version=4) + "\n"
+
+
+def build(root: str = "notebooks", check_only: bool = False) -> list[str]:
+    """Write (or, with check_only, compare) notebooks/exercises/NN_*.ipynb; return the paths that differ."""
+    out_dir = os.path.join(root, "exercises")
+    os.makedirs(out_dir, exist_ok=True)
+    differ = []
+    for path in lesson_notebooks(root):
+        target = os.path.join(out_dir, os.path.basename(path))
+        text = student_text(path)
+        old = open(target, encoding="utf-8").read() if os.path.exists(target) else None
+        if old != text:
+            differ.append(target)
+            if not check_only:
+                with open(target, "w", encoding="utf-8") as f:
+                    f.write(text)
+    return differ
+
+
+def _main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minidiff.exercises", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["build", "check"], help="build: write student notebooks; check: verify")
+    p.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
+    a = p.parse_args(argv)
+    if not lesson_notebooks(a.root):
+        print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
+        return 2
+    differ = build(a.root, check_only=a.command == "check")
+    if a.command == "check":
+        for d in differ:
+            print(f"out of date: {d} (run: python -m minidiff.exercises build)")
+        return 1 if differ else 0
+    for d in differ:
+        print(f"wrote {d}")
+    if not differ:
+        print("student notebooks already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
+

@@ -1,0 +1,72 @@
+"""Small helpers every module may use: the device, seeding, the fast (test) mode, input checks.
+
+This sits at the bottom of the package's layering: it imports nothing from minidiff.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+FAST_ENV = "MINIDIFF_FAST"
+
+
+def device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's random generators; return a torch.Generator seeded the same way.
+
+    On the CPU the same seed then gives the same samples on every run.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def fast_mode() -> bool:
+    """True when the notebooks run under test (environment variable MINIDIFF_FAST=1).
+
+    Fast mode only shrinks budgets (training steps, sample counts); no checked output may depend on it.
+    """
+    return os.environ.get(FAST_ENV, "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def check_image_batch(x: torch.Tensor, name: str = "x", channels: tuple[int, ...] = (1, 3)) -> torch.Tensor:
+    """Return `x` as a (B, C, H, W) batch, accepting a single (C, H, W) image.
+
+    Raises a ValueError that names the problem for anything else, e.g. a channels-last (H, W, C) array.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor in (B, C, H, W) layout, got {type(x).__name__}")
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name} must be an image batch (B, C, H, W) or one image (C, H, W); got shape {tuple(x.shape)}"
+        )
+    c = x.shape[1]
+    if c not in channels:
+        hint = ""
+        if x.shape[-1] in channels:
+            hint = " It looks channels-last (B, H, W, C): use x.permute(0, 3, 1, 2)."
+        raise ValueError(
+            f"{name} has {c} channels in dim 1, expected one of {channels} (layout B, C, H, W); "
+            f"shape {tuple(x.shape)}.{hint}"
+        )
+    return x

@@ -1,0 +1,106 @@
+"""Plots: image grids, noising strips, schedule and SNR curves.
+
+Images come in the package's layout, (B, C, H, W) or (C, H, W), values in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .ddpm import q_sample
+from .schedules import NoiseSchedule
+from .utils import check_image_batch
+
+
+def to_numpy_image(x: torch.Tensor) -> np.ndarray:
+    """One image (C, H, W) in [-1, 1] -> a NumPy array for imshow in [0, 1]: (H, W) for C = 1, (H, W, 3) for C = 3."""
+    x = check_image_batch(x)
+    if x.shape[0] != 1:
+        raise ValueError(f"to_numpy_image takes one image, got a batch of {x.shape[0]}")
+    img = ((x[0].detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
+    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+
+
+def image_grid(x: torch.Tensor, nrow: int = 8, padding: int = 1) -> np.ndarray:
+    """Tile a batch (B, C, H, W) in [-1, 1] into one array for imshow ((H', W') or (H', W', 3)) in [0, 1]."""
+    x = check_image_batch(x).detach().float().cpu().clamp(-1, 1)
+    b, c, h, w = x.shape
+    nrow = max(1, min(nrow, b))
+    ncol = (b + nrow - 1) // nrow
+    grid = torch.ones(c, ncol * (h + padding) + padding, nrow * (w + padding) + padding)
+    for i in range(b):
+        r, q = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, top : top + h, left : left + w] = (x[i] + 1) / 2
+    g = grid.numpy()
+    return g[0] if c == 1 else g.transpose(1, 2, 0)
+
+
+def show_images(
+    x: torch.Tensor,
+    nrow: int = 8,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+    scale: float = 0.6,
+) -> plt.Axes:
+    """Show a batch of images as one grid (gray colormap for one channel); returns the axes."""
+    grid = image_grid(x, nrow=nrow)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(2.0, scale * w / 10), max(2.0, scale * h / 10)))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_noising_strip(
+    image: torch.Tensor,
+    schedule: NoiseSchedule,
+    ts: Sequence[int],
+    noise: torch.Tensor | None = None,
+    axes: Sequence[plt.Axes] | None = None,
+    label: str | None = None,
+) -> Sequence[plt.Axes]:
+    """One image noised to each timestep in `ts` with the same noise (closed form q(x_t | x_0)), side by side."""
+    x0 = check_image_batch(image, "image")[:1]
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    noise = check_image_batch(noise, "noise")[:1]
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have the image's shape {tuple(x0.shape[1:])}, got {tuple(noise.shape[1:])}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(ts), figsize=(1.6 * len(ts), 1.9))
+    for ax, t in zip(axes, ts, strict=True):
+        xt = q_sample(schedule, x0, int(t), noise)
+        img = to_numpy_image(xt)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"t={t}", fontsize=9)
+        ax.set_axis_off()
+    if label:
+        axes[0].text(-0.15, 0.5, label, transform=axes[0].transAxes, rotation=90, va="center", ha="right")
+    return axes
+
+
+def plot_schedules(schedules: Sequence[NoiseSchedule], axes: Sequence[plt.Axes] | None = None) -> Sequence[plt.Axes]:
+    """Three panels per schedule: beta_t, alphas_cumprod (signal kept) and log10 SNR, against t."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    for s in schedules:
+        t = np.arange(s.T)
+        axes[0].plot(t, s.betas.cpu().numpy(), label=s.name)
+        axes[1].plot(t, s.alphas_cumprod.cpu().numpy(), label=s.name)
+        axes[2].plot(t, np.log10(s.snr.cpu().numpy()), label=s.name)
+    axes[0].set_title(r"$\beta_t$")
+    axes[1].set_title(r"$\bar\alpha_t$ (signal variance kept)")
+    axes[2].set_title(r"$\log_{10}\,\mathrm{SNR}(t) = \log_{10} \bar\alpha_t / (1-\bar\alpha_t)$")
+    axes[2].axhline(0, color="gray", lw=0.8, ls="--")
+    for ax in axes:
+        ax.set_xlabel("t")
+        ax.legend()
+    return axes

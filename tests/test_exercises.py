@@ -1,0 +1,160 @@
+"""The exercise system: checks bite, student notebooks are in sync and fail exactly at their check cells."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from minidiff import exercises as ex
+from minidiff.ddpm import forward_step, q_sample
+from minidiff.schedules import linear_beta_schedule, make_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = ex.lesson_notebooks(str(ROOT / "notebooks"))
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# ------------------------------------------------------------------------------ each check: pass, wrong, stub
+
+
+def ref_closed_form(betas):
+    abar = torch.cumprod(1 - betas, 0)
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def ref_my_q_sample(x0, t, noise, a, b):
+    return q_sample(make_schedule("linear", 1000), x0, t, noise)
+
+
+CASES = {
+    "forward_step": (
+        ex.check_forward_step,
+        forward_step,
+        [
+            (lambda x, b, e: (1 - b) ** 0.5 * x + b * e, "sqrt(beta_t), not beta_t"),
+            (lambda x, b, e: (1 - b) * x + b**0.5 * e, "sqrt(1 - beta_t)"),
+            (lambda x, b, e: x + b**0.5 * e, "x_t = sqrt"),
+        ],
+    ),
+    "linear_schedule": (
+        ex.check_linear_schedule,
+        linear_beta_schedule,
+        [
+            (lambda T, b0, b1: torch.linspace(b0, b1, T + 1)[1:], "first beta must be beta_start"),
+            (lambda T, b0, b1: torch.linspace(b0, b1, T + 1), "returned shape"),
+            (lambda T, b0, b1: torch.linspace(0, b1, T), "first beta must be beta_start"),
+            (lambda T, b0, b1: torch.logspace(torch.log10(torch.tensor(b0)), torch.log10(torch.tensor(b1)), T),
+             "evenly spaced"),
+            (lambda T, b0, b1: [b0] * T, "torch.Tensor"),
+        ],
+    ),
+    "closed_form": (
+        ex.check_closed_form_coefficients,
+        ref_closed_form,
+        [
+            (lambda b: ((1 - b).sqrt(), b.sqrt()), "cumulative product"),
+            (lambda b: (torch.cumprod(1 - b, 0), (1 - torch.cumprod(1 - b, 0)).sqrt()), "square root"),
+            (lambda b: (torch.cumprod(1 - b, 0).sqrt(), 1 - torch.cumprod(1 - b, 0)), "noise coefficient"),
+            (lambda b: torch.cumprod(1 - b, 0).sqrt(), "pair"),
+        ],
+    ),
+    "q_sample": (
+        ex.check_q_sample,
+        ref_my_q_sample,
+        [
+            (lambda x0, t, e, a, b: a[t[0]] * x0 + b[t[0]] * e, "each sample uses its own t"),
+            (lambda x0, t, e, a, b: a[t].reshape(-1, 1, 1, 1) * x0 + b[t].reshape(-1, 1, 1, 1), "its own t"),
+            (lambda x0, t, e, a, b: (a[t] * x0.flatten(1).T).T, "returned shape"),
+            (lambda x0, t, e, a, b: 1 / 0, "ZeroDivisionError"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_passes_on_reference(name, capsys):
+    check, ref, _ = CASES[name]
+    check(ref)
+    out = capsys.readouterr().out
+    assert out.startswith("✅") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_fails_on_wrong_answers_with_a_hint(name):
+    check, _, wrongs = CASES[name]
+    for fn, hint in wrongs:
+        with pytest.raises(ex.CheckFailed, match=hint.replace("(", r"\(").replace(")", r"\)")):
+            check(fn)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_fails_on_the_stub(name):
+    check, _, _ = CASES[name]
+    with pytest.raises(ex.CheckFailed, match="still the stub"):
+        check(stub)
+    assert issubclass(ex.CheckFailed, AssertionError)
+
+
+# ------------------------------------------------------------------------------------ the student-notebook builder
+
+
+def test_strip_solutions_keeps_indent_and_rejects_bad_markers():
+    src = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n"
+    assert ex.strip_solutions(src) == "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    with pytest.raises(ValueError, match="without an END"):
+        ex.strip_solutions("### BEGIN SOLUTION\nx = 1\n")
+    with pytest.raises(ValueError, match="without a BEGIN"):
+        ex.strip_solutions("x = 1\n### END SOLUTION\n")
+
+
+def test_there_are_lessons():
+    assert LESSONS, "no lesson notebooks found"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=os.path.basename)
+def test_student_version_is_in_sync(lesson):
+    target = Path(lesson).parent / "exercises" / Path(lesson).name
+    assert target.exists(), f"missing {target}: run python -m minidiff.exercises build"
+    assert target.read_text(encoding="utf-8") == ex.student_text(lesson), (
+        f"{target} is out of date: run python -m minidiff.exercises build"
+    )
+    code = [c.source for c in nbformat.read(str(target), as_version=4).cells if c.cell_type == "code"]
+    assert not any(ex.BEGIN in c for c in code), "solution markers left in the student version"
+    assert sum("raise NotImplementedError()" in c for c in code) >= 3
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=os.path.basename)
+def test_student_version_fails_exactly_at_its_check_cells(lesson):
+    from nbclient import NotebookClient
+
+    lesson_nb = nbformat.read(lesson, as_version=4)
+    n_solutions = sum(c.source.count(ex.BEGIN) for c in lesson_nb.cells if c.cell_type == "code")
+    nb = ex.build_student_notebook(lesson_nb)
+    client = NotebookClient(
+        nb, timeout=900, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(Path(lesson).parent / "exercises")}},
+    )
+    client.execute()
+    checks, failures = 0, []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if "check" in cell.metadata.get("tags", []):
+            checks += 1
+            assert "NBVAL_CHECK_OUTPUT" in cell.source
+            if not errors or errors[0].ename != "CheckFailed":
+                failures.append(f"check cell {i} did not fail with CheckFailed: {[e.ename for e in errors]}")
+            elif "still the stub" not in errors[0].evalue:
+                failures.append(f"check cell {i} failed for another reason: {errors[0].evalue}")
+        elif errors:
+            failures.append(f"cell {i} (not a check) raised {errors[0].ename}: {errors[0].evalue}")
+    assert not failures, "\n".join(failures)
+    assert checks >= 3 and checks >= n_solutions, f"{checks} check cells for {n_solutions} solution regions"
