@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from _results import append_records
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "lesson_times.json"
 
 
 def run(nb_path: str, threads: int, inplace: bool) -> dict:
@@ -61,15 +62,10 @@ def main() -> int:
     if not paths:
         print("no matching lesson notebooks", file=sys.stderr)
         return 2
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for q in paths:
         rec = run(q, a.threads, a.inplace)
         print(json.dumps(rec))
-        records.append(rec)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    tmp.replace(RESULTS)
+        append_records("lesson_times", [rec])
     return 0
 
 

@@ -8,7 +8,7 @@ Modules, one concept each (imports run one way, down this list):
   exercises      exercise checks and the student-notebook builder
 """
 
-from .utils import device, fast_mode, seed_everything
+from .utils import bf16_is_fast, device, fast_mode, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["device", "fast_mode", "seed_everything", "__version__"]
+__all__ = ["bf16_is_fast", "device", "fast_mode", "seed_everything", "__version__"]

@@ -13,16 +13,31 @@ import torch
 import torch.nn.functional as F
 
 DIGIT_SIZES = (8, 16, 32)
+DIGIT_SPLITS = ("all", "train", "reference")
 
 
-def load_digits(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def digit_split_indices(n_total: int = 1797, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random split of the digits: (train indices, reference indices), half each, disjoint.
+
+    Generators train on "train"; the benchmarks compare their samples with the held-out "reference" half, so a model
+    that merely memorised its training digits scores the real-vs-real floor, not better.
+    """
+    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+    half = n_total // 2
+    return perm[half:].sort().values, perm[:half].sort().values
+
+
+def load_digits(size: int = 16, split: str = "all") -> tuple[torch.Tensor, torch.Tensor]:
     """The sklearn digits as images (N, 1, size, size) in [-1, 1] (float32) and labels (N,) (long, 0..9).
 
     The 8x8 originals hold ink levels 0..16; they are scaled to [-1, 1] (background -1) and, for size 16 or 32,
-    upsampled bilinearly. N = 1,797, in sklearn's fixed order (deterministic).
+    upsampled bilinearly. split: "all" (N = 1,797, sklearn's fixed order), "train" (899) or "reference" (898),
+    see `digit_split_indices`.
     """
     if size not in DIGIT_SIZES:
         raise ValueError(f"size must be one of {DIGIT_SIZES} (8x8 originals upsampled), got {size!r}")
+    if split not in DIGIT_SPLITS:
+        raise ValueError(f"split must be one of {DIGIT_SPLITS}, got {split!r}")
     from sklearn.datasets import load_digits as _sk_load_digits
 
     d = _sk_load_digits()
@@ -31,6 +46,10 @@ def load_digits(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = (x * 2 - 1).clamp(-1, 1)
     y = torch.from_numpy(d.target.astype(np.int64))
+    if split != "all":
+        train_idx, ref_idx = digit_split_indices(len(y))
+        idx = train_idx if split == "train" else ref_idx
+        x, y = x[idx], y[idx]
     return x.contiguous(), y
 
 

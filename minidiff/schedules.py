@@ -66,6 +66,10 @@ class NoiseSchedule:
     sqrt_recip_alphas               = 1 / sqrt(alpha_t)
     snr                             = \bar\alpha_t / (1 - \bar\alpha_t)
     posterior_variance              = beta_t (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t)   (of q(x_{t-1} | x_t, x_0))
+    posterior_mean_coef1            = sqrt(\bar\alpha_{t-1}) beta_t / (1 - \bar\alpha_t)      (multiplies x_0)
+    posterior_mean_coef2            = sqrt(alpha_t) (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t)  (multiplies x_t)
+    All are computed in float64 and stored in float32 (1 - \bar\alpha_t is tiny for small t: computing it from a
+    float32 \bar\alpha_t would lose digits).
     """
 
     betas: torch.Tensor
@@ -77,6 +81,8 @@ class NoiseSchedule:
     sqrt_recip_alphas: torch.Tensor
     snr: torch.Tensor
     posterior_variance: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
     name: str = "custom"
 
     @classmethod
@@ -106,6 +112,8 @@ class NoiseSchedule:
             sqrt_recip_alphas=alphas.rsqrt().to(f),
             snr=(abar / (1 - abar)).to(f),
             posterior_variance=(b * (1 - abar_prev) / (1 - abar)).to(f),
+            posterior_mean_coef1=(abar_prev.sqrt() * b / (1 - abar)).to(f),
+            posterior_mean_coef2=(alphas.sqrt() * (1 - abar_prev) / (1 - abar)).to(f),
             name=name,
         )
 

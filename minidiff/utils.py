@@ -39,6 +39,25 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def bf16_is_fast(dev: torch.device | str | None = None) -> bool:
+    """Whether bfloat16 autocast speeds things up here: CUDA GPUs with bf16, CPUs with native bf16 instructions
+    (Intel AMX, or AVX512-BF16 as on AMD Zen 4 / Intel Cooper Lake).
+
+    Elsewhere bf16 is emulated and often slower than fp32, so we detect instead of assuming.
+    """
+    dev = torch.device(dev) if dev is not None else device()
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                flags = f.read()
+            return "amx_bf16" in flags or "avx512_bf16" in flags
+        except OSError:
+            return False
+    return False
+
+
 def fast_mode() -> bool:
     """True when the notebooks run under test (environment variable MINIDIFF_FAST=1).
 

@@ -130,3 +130,63 @@ def noising_explorer(image: torch.Tensor, T: int = 1000, seed: int = 0):
     dropdown.observe(on_change, names="value")
     on_change()
     return W.VBox([W.HBox([t_slider, dropdown]), out])
+
+
+# ---------------------------------------------------------------------------------------- reverse-chain explorer
+
+
+@dataclass
+class ReverseChainFrame:
+    """One stop on the reverse chain: the current x_t and the network's guess of x_0 from it."""
+
+    t: int
+    step: int  # how many denoising steps have been taken (T-1-t)
+    xt: np.ndarray  # image grid of x_t, in [0, 1]
+    x0_hat: np.ndarray  # image grid of the predicted x_0, in [0, 1]
+
+    @property
+    def title(self) -> str:
+        return f"t = {self.t} (after {self.step} denoising steps)"
+
+
+def reverse_chain_frame(trajectory: list[tuple[int, torch.Tensor, torch.Tensor]], index: int,
+                        nrow: int = 8) -> ReverseChainFrame:
+    """Frame `index` of a trajectory returned by `p_sample_loop(..., return_trajectory=True)`."""
+    from .viz import image_grid
+
+    if not trajectory:
+        raise ValueError("empty trajectory: sample with return_trajectory=True")
+    if not 0 <= index < len(trajectory):
+        raise ValueError(f"index {index} out of range: the trajectory has {len(trajectory)} frames")
+    t, xt, x0 = trajectory[index]
+    first_t = trajectory[0][0]
+    return ReverseChainFrame(t=int(t), step=int(first_t - t), xt=image_grid(xt, nrow), x0_hat=image_grid(x0, nrow))
+
+
+def draw_reverse_chain_frame(frame: ReverseChainFrame, axes: tuple[plt.Axes, plt.Axes]) -> None:
+    for ax, img, name in zip(axes, (frame.xt, frame.x0_hat), ("x_t", "predicted x_0"), strict=True):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{name} at t = {frame.t}")
+
+
+def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tensor]], nrow: int = 8):
+    """A slider over the sampling steps: x_t beside the predicted x_0."""
+    import ipywidgets as W
+
+    slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="frame", continuous_update=False,
+                         layout=W.Layout(width="60%"))
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        frame = reverse_chain_frame(trajectory, slider.value, nrow)
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+            draw_reverse_chain_frame(frame, axes)
+            fig.suptitle(frame.title)
+            plt.show()
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return W.VBox([slider, out])

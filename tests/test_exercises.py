@@ -9,6 +9,7 @@ import nbformat
 import pytest
 import torch
 
+from minidiff import ddpm
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
 from minidiff.schedules import linear_beta_schedule, make_schedule
@@ -76,6 +77,74 @@ CASES = {
         ],
     ),
 }
+
+
+# ------------------------------------------------------------------------------------------------ lesson 02 checks
+
+
+def ref_posterior(s, x0, xt, t):
+    return ddpm.q_posterior_mean_variance(s, x0, xt, t)
+
+
+def ref_loss(model, s, x0, t, noise):
+    return torch.mean((model(q_sample(s, x0, t, noise), t) - noise) ** 2)
+
+
+def ref_ancestral(s, eps, xt, t, z):
+    return ddpm.p_sample(s, eps, xt, t, z, clip_denoised=False)[0]
+
+
+def ref_x0(s, xt, t, eps):
+    return ddpm.predict_x0_from_eps(s, xt, t, eps)
+
+
+def _at(v, t):
+    return v[t].reshape(-1, 1, 1, 1).double()
+
+
+CASES.update({
+    "posterior": (
+        ex.check_posterior,
+        ref_posterior,
+        [
+            (lambda s, x0, xt, t: (ref_posterior(s, x0, xt, t)[0], _at(s.betas, t)), "that is beta_t"),
+            (lambda s, x0, xt, t: (xt, ref_posterior(s, x0, xt, t)[1]), "wrong mean"),
+            (lambda s, x0, xt, t: (ref_posterior(s, x0, xt, t)[0], s.posterior_variance[:3]), "must broadcast"),
+            (lambda s, x0, xt, t: ref_posterior(s, x0, xt, t)[0], "pair"),
+        ],
+    ),
+    "ddpm_loss": (
+        ex.check_ddpm_loss,
+        ref_loss,
+        [
+            (lambda m, s, x0, t, e: torch.mean((m(q_sample(s, x0, t, e), t) - x0) ** 2), "not x0"),
+            (lambda m, s, x0, t, e: torch.mean((m(x0, t) - e) ** 2), "feed the network the noisy x_t"),
+            (lambda m, s, x0, t, e: (m(q_sample(s, x0, t, e), t) - e) ** 2, "scalar"),
+        ],
+    ),
+    "ancestral_step": (
+        ex.check_ancestral_step,
+        ref_ancestral,
+        [
+            (lambda s, e, x, t, z: ref_ancestral(s, e, x, max(t, 1), z) if t > 0 else
+             ref_ancestral(s, e, x, 0, z) + 0.1 * z, "no noise is added on the last step"),
+            (lambda s, e, x, t, z: ref_ancestral(s, e, x, t, z) - s.posterior_variance[t].sqrt() * z
+             + s.betas[t].sqrt() * z, "sqrt(beta_t)"),
+            (lambda s, e, x, t, z: ref_ancestral(s, e, x, 0, z) * 0 + (x - s.betas[t] / (1 - s.alphas_cumprod[t]).sqrt()
+             * e) / s.alphas[t].sqrt(), "add sigma_t"),
+            (lambda s, e, x, t, z: x - e, "mean = "),
+        ],
+    ),
+    "predict_x0": (
+        ex.check_predict_x0,
+        ref_x0,
+        [
+            (lambda s, x, t, e: x - e, "solve x_t"),
+            (lambda s, x, t, e: (x - (1 - s.alphas_cumprod[t[0]]).sqrt() * e) / s.alphas_cumprod[t[0]].sqrt(),
+             r"t = \[30, 400, 999\]"),
+        ],
+    ),
+})
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -158,3 +227,4 @@ def test_student_version_fails_exactly_at_its_check_cells(lesson):
             failures.append(f"cell {i} (not a check) raised {errors[0].ename}: {errors[0].evalue}")
     assert not failures, "\n".join(failures)
     assert checks >= 3 and checks >= n_solutions, f"{checks} check cells for {n_solutions} solution regions"
+

@@ -48,3 +48,28 @@ def test_widget_builds_headless_and_reacts(photo):
     assert slider.max == 99 and dropdown.options == ("linear", "cosine")
     slider.value = 99
     dropdown.value = "cosine"  # re-renders without raising
+
+
+def test_reverse_chain_frame_is_pure_and_validates():
+    from minidiff.widgets import reverse_chain_frame
+
+    z, o = torch.zeros(4, 1, 8, 8), torch.ones(4, 1, 8, 8)
+    traj = [(999, z, o), (0, o, -o)]
+    f = reverse_chain_frame(traj, 1, nrow=2)
+    assert f.t == 0 and f.step == 999 and "t = 0" in f.title
+    assert f.xt.shape == f.x0_hat.shape == (19, 19)
+    assert f.xt[1, 1] == 1.0 and f.x0_hat[1, 1] == 0.0
+    with pytest.raises(ValueError, match="out of range"):
+        reverse_chain_frame(traj, 2)
+    with pytest.raises(ValueError, match="empty trajectory"):
+        reverse_chain_frame([], 0)
+
+
+def test_reverse_chain_widget_builds_headless():
+    from minidiff.widgets import reverse_chain_explorer
+
+    traj = [(t, torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)) for t in (99, 50, 0)]
+    w = reverse_chain_explorer(traj, nrow=2)
+    slider = w.children[0]
+    assert slider.max == 2
+    slider.value = 2

@@ -1,0 +1,51 @@
+"""Atomic safetensors checkpoints (base layer helper used by train.py and pretrained.py).
+
+A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the target, so a crash
+mid-write leaves the previous checkpoint intact. Loading never unpickles: tensors come from safetensors and
+everything else from the JSON stored in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+
+
+def save_atomic(path: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+    """Write `tensors` (+ JSON-serialisable `meta`) to `path` atomically."""
+    from safetensors.torch import save_file
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    try:
+        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(clean, tmp, metadata={"minidiff": json.dumps(meta or {})})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates files readable by the owner only
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint written by save_atomic: (tensors, meta). Clear errors for a missing or corrupt file."""
+    from safetensors import safe_open
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            meta = json.loads((f.metadata() or {}).get("minidiff", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises various errors for truncated/garbled files
+        raise ValueError(f"checkpoint {path} is corrupt or not a safetensors file ({type(e).__name__}: {e}); "
+                         "delete it and train again, or restore it from git") from None
+    return tensors, meta

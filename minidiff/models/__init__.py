@@ -1,0 +1,1 @@
+"""Networks: shared layers (layers.py) and the denoisers and codecs built from them."""

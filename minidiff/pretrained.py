@@ -1,0 +1,82 @@
+"""Shipped checkpoints: data/pretrained/NAME.safetensors (weights) + NAME.json (the card).
+
+The card holds the model kind and config, the recipe that produced it, its measured metrics, the training
+minutes and the commit. Loading validates the config against the weights and never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import checkpoint
+from .eval import ClassifierConfig, DigitClassifier
+from .models.unet import UNet, UNetConfig
+
+ROOT = Path(__file__).resolve().parents[1] / "data" / "pretrained"
+KINDS: dict[str, tuple[type, type]] = {
+    "unet": (UNetConfig, UNet),
+    "digit-classifier": (ClassifierConfig, DigitClassifier),
+}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def save_pretrained(name: str, model: nn.Module, kind: str, card: dict, root: str | Path = ROOT) -> Path:
+    """Write NAME.safetensors and NAME.json (atomically); `card` adds recipe, metrics, train_minutes, ..."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
+    root = Path(root)
+    full = {"name": name, "kind": kind, "config": model.config.to_dict(), "commit": _commit(), **card}
+    checkpoint.save_atomic(str(root / f"{name}.safetensors"), dict(model.state_dict()), {"kind": kind})
+    tmp = root / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(full, indent=1) + "\n")
+    os.replace(tmp, root / f"{name}.json")
+    return root / f"{name}.json"
+
+
+def load_card(name: str, root: str | Path = ROOT) -> dict:
+    path = Path(root) / f"{name}.json"
+    if not path.exists():
+        have = sorted(p.stem for p in Path(root).glob("*.json")) if Path(root).exists() else []
+        raise FileNotFoundError(f"no pretrained model {name!r} in {root} (available: {have}); "
+                                f"train it with: python -m minidiff.recipes {name}")
+    return json.loads(path.read_text())
+
+
+def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode, card). Clear errors for a missing/corrupt file or a config that does not match."""
+    card = load_card(name, root)
+    kind = card.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{name}.json names an unknown model kind {kind!r}; known: {sorted(KINDS)}")
+    cfg_cls, model_cls = KINDS[kind]
+    try:
+        config = cfg_cls.from_dict(card["config"])
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{name}.json has an invalid config for {kind}: {e}") from None
+    model = model_cls(config)
+    tensors, _ = checkpoint.load(str(Path(root) / f"{name}.safetensors"))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"the weights in {name}.safetensors do not match the config in {name}.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); "
+            f"regenerate both with: python -m minidiff.recipes {name}"
+        )
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), card

@@ -1,0 +1,221 @@
+"""One training loop for every lesson: AdamW, EMA of the weights, gradient clipping, tqdm, a time/step budget,
+atomic safetensors checkpoints and exact resume.
+
+    result = train(model, loss_fn, (images, labels), TrainConfig(steps=3000, max_minutes=5))
+
+`loss_fn(model, x, y, generator) -> scalar` computes the objective for one batch (e.g. DDPM's L_simple); all its
+randomness must come from `generator` (a CPU generator: draw on the CPU, then move to the device), so that a run
+resumed from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from . import checkpoint
+from .utils import bf16_is_fast
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # total optimiser steps (a resumed run continues up to this number)
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    max_minutes: float | None = None  # stop early after this much wall time (the learner's budget)
+    seed: int = 0
+    bf16: bool | None = None  # bfloat16 autocast; None = use it where it is fast (AMX CPUs, GPUs)
+    checkpoint_path: str | None = None
+    checkpoint_every: int = 500
+    log_every: int = 25
+    live_plot: bool = False  # redraw a loss curve in the notebook every `plot_every` steps
+    plot_every: int = 200
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    ema: nn.Module
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+    minutes: float = 0.0
+    stopped_by: str = "steps"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(path: str, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int,
+                    generator: torch.Generator, losses: Sequence[float], config: TrainConfig,
+                    extra: dict | None = None) -> None:
+    """Model, EMA, optimizer state, step, RNG state and loss history in one atomic safetensors file."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    ot, ometa = _optimizer_tensors(opt)
+    tensors.update(ot)
+    tensors["rng"] = generator.get_state()
+    tensors["losses"] = torch.tensor(list(losses), dtype=torch.float64)
+    meta = {"step": step, "optimizer": ometa, "train_config": asdict(config), **(extra or {})}
+    checkpoint.save_atomic(path, tensors, meta)
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(pm.detach(), 1 - decay)
+        for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+            be.copy_(bm)
+
+
+class LivePlot:
+    """A loss curve redrawn in place in a notebook (a display handle, so the progress bar above it stays)."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+    def __call__(self, losses: list[float], step: int) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig, ax = plt.subplots(figsize=(6, 2.8))
+        ax.plot(losses, alpha=0.3, label="loss")
+        k = max(1, len(losses) // 50)
+        smooth = [sum(losses[max(0, i - k):i + 1]) / len(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
+        ax.plot(smooth, label="running mean")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"training loss (step {step})")
+        ax.legend()
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor | None],
+    config: TrainConfig,
+    device: torch.device | str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `model` on `data` = (x, y or None) with minibatches drawn uniformly at random.
+
+    If `config.checkpoint_path` exists and `resume`, training continues from it (same step count, optimizer, EMA,
+    random state); checkpoints are written every `checkpoint_every` steps and at the end. Returns the trained model,
+    its EMA copy (use that one for sampling) and the loss history. Interrupting it (Ctrl-C, the notebook's stop
+    button) ends training cleanly: the checkpoint is written and the result so far is returned.
+    """
+    from tqdm.auto import tqdm
+
+    if config.steps <= 0 or config.batch_size <= 0:
+        raise ValueError(f"steps and batch_size must be positive, got {config.steps} and {config.batch_size}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    x_all, y_all = data
+    if y_all is not None and y_all.shape[0] != x_all.shape[0]:
+        raise ValueError(f"data has {x_all.shape[0]} inputs but {y_all.shape[0]} labels")
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    step = 0
+    path = config.checkpoint_path
+    if path and resume and os.path.exists(path):
+        tensors, meta = checkpoint.load(path)
+        try:
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        except RuntimeError as e:
+            raise ValueError(
+                f"the checkpoint {path} was written for a different model ({str(e).splitlines()[0]}); "
+                "delete it, choose another checkpoint_path, or pass resume=False"
+            ) from None
+        _load_optimizer(opt, tensors, meta["optimizer"])
+        gen.set_state(tensors["rng"])
+        losses = tensors["losses"].tolist()
+        step = int(meta["step"])
+    x_all = x_all.to(device)
+    y_all = y_all.to(device) if y_all is not None else None
+    n = x_all.shape[0]
+    start = time.perf_counter()
+    stopped_by = "steps"
+    live_plot = LivePlot() if config.live_plot else None
+    use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
+    bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress)
+    try:
+        while step < config.steps:
+            if config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes:
+                stopped_by = "time"
+                break
+            idx = torch.randint(0, n, (config.batch_size,), generator=gen).to(device)
+            xb, yb = x_all[idx], (y_all[idx] if y_all is not None else None)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = loss_fn(model, xb, yb, gen)
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"the loss became {value} at step {step + 1}; lower the learning rate (now {config.lr}) or check "
+                    "the data for NaNs" + (f"; the last good checkpoint is {path}" if path else "")
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            _ema_update(ema, model, config.ema_decay)
+            losses.append(value)
+            step += 1
+            bar.update(1)
+            if step % config.log_every == 0:
+                bar.set_postfix(loss=f"{sum(losses[-config.log_every:]) / config.log_every:.4f}")
+            if live_plot is not None and step % config.plot_every == 0:
+                live_plot(losses, step)
+            if path and step % config.checkpoint_every == 0:
+                save_checkpoint(path, model, ema, opt, step, gen, losses, config)
+    except KeyboardInterrupt:  # a learner stopped the cell: keep what was trained
+        stopped_by = "interrupted"
+    bar.close()
+    if path:
+        save_checkpoint(path, model, ema, opt, step, gen, losses, config)
+    model.eval()
+    return TrainResult(model, ema, losses, step, (time.perf_counter() - start) / 60, stopped_by)
+
