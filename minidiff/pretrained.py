@@ -26,9 +26,14 @@ KINDS: dict[str, tuple[type, type]] = {
 
 
 def _commit() -> str:
+    """HEAD's hash, with "+uncommitted" when the working tree has changes (the recipe may not be in HEAD yet)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        here = Path(__file__).parent
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True, cwd=here).stdout.strip()
+        return head + ("+uncommitted" if dirty else "")
     except Exception:
         return "unknown"
 
@@ -53,6 +58,15 @@ def load_card(name: str, root: str | Path = ROOT) -> dict:
         raise FileNotFoundError(f"no pretrained model {name!r} in {root} (available: {have}); "
                                 f"train it with: python -m minidiff.recipes {name}")
     return json.loads(path.read_text())
+
+
+def update_card(name: str, fields: dict, root: str | Path = ROOT) -> None:
+    """Merge `fields` into NAME.json (atomically), e.g. metrics measured by a benchmark after training."""
+    card = load_card(name, root)
+    card.update(fields)
+    tmp = Path(root) / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, Path(root) / f"{name}.json")
 
 
 def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -2,6 +2,7 @@
 
     python -m minidiff.recipes digit-classifier
     python -m minidiff.recipes ddpm-digits [--minutes 5]
+    python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
 from __future__ import annotations

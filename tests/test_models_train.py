@@ -117,12 +117,13 @@ def test_time_budget_stops_early():
 
 
 def test_pretrained_roundtrip_and_mismatch(tmp_path):
-    from minidiff.pretrained import load_pretrained, save_pretrained
+    from minidiff.pretrained import load_pretrained, save_pretrained, update_card
 
     m = UNet(SMALL)
     save_pretrained("tiny", m, "unet", {"recipe": "test"}, root=tmp_path)
+    update_card("tiny", {"metrics": {"class_accuracy": 0.5}}, root=tmp_path)
     loaded, card = load_pretrained("tiny", root=tmp_path)
-    assert card["recipe"] == "test"
+    assert card["recipe"] == "test" and card["metrics"] == {"class_accuracy": 0.5}
     for a, b in zip(m.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)
     cardp = tmp_path / "tiny.json"
