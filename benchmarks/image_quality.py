@@ -1,6 +1,7 @@
 """Quality of generated digits per (model, sampler, steps), judged by the shipped digit classifier.
 
-usage: python benchmarks/image_quality.py [--model ddpm-digits] [--n 500] [--threads 2] [--record-in-card]
+usage: python benchmarks/image_quality.py [--model ddpm-digits] [--sampler ddpm|ddim] [--steps 100 50 20 10]
+                                         [--n 500] [--threads 2] [--record-in-card]
 Appends records to benchmarks/results/image_quality.json:
   {"model", "sampler", "steps", "class_accuracy", "frechet", "frechet_floor", "frechet_floor_range", "n_samples",
    "n_reference",
@@ -22,7 +23,10 @@ import torch
 from _results import append_records
 
 
-def ddpm_ancestral(model_name: str, n: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+def generate(model_name: str, sampler: str, steps: int, n: int, batch: int
+             ) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+    """n class-balanced samples from the shipped model with the given sampler; returns seconds per sample too."""
+    from minidiff.ddim import ddim_sample
     from minidiff.ddpm import p_sample_loop
     from minidiff.pretrained import load_pretrained
     from minidiff.schedules import make_schedule
@@ -38,7 +42,11 @@ def ddpm_ancestral(model_name: str, n: int, batch: int) -> tuple[torch.Tensor, t
     for i in range(0, len(labels), batch):
         y = labels[i:i + batch]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_is_fast("cpu")):
-            out.append(p_sample_loop(model, schedule, (len(y), 1, 16, 16), labels=y, generator=g).float())
+            if sampler == "ddpm-ancestral":
+                out.append(p_sample_loop(model, schedule, (len(y), 1, 16, 16), labels=y, generator=g).float())
+            else:  # ddim, eta = 0: deterministic given the starting noise
+                out.append(ddim_sample(model, schedule, (len(y), 1, 16, 16), steps=steps, eta=0.0, labels=y,
+                                       generator=g).float())
     seconds = time.perf_counter() - t0
     return torch.cat(out), labels, seconds / len(labels), card
 
@@ -46,6 +54,9 @@ def ddpm_ancestral(model_name: str, n: int, batch: int) -> tuple[torch.Tensor, t
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ddpm-digits")
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm",
+                   help="ddpm: 1000-step ancestral; ddim: eta = 0 with each of --steps")
+    p.add_argument("--steps", type=int, nargs="+", default=[100, 50, 20, 10])
     p.add_argument("--n", type=int, default=500, help="number of samples (multiple of 10)")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
@@ -56,14 +67,16 @@ def main() -> int:
     from minidiff.pretrained import load_pretrained
 
     judge, _ = load_pretrained("digit-classifier")
-    samples, labels, sps, card = ddpm_ancestral(a.model, a.n, a.batch)
-    rec = {"model": a.model, "sampler": "ddpm-ancestral", "steps": card["recipe_config"]["T"],
-           **evaluate_digits(judge, samples, labels),
-           "train_minutes": card["train_minutes"], "train_steps": card["train_steps"],
-           "seconds_per_sample": round(sps, 4), "threads": a.threads, "date": datetime.date.today().isoformat()}
-    print(json.dumps(rec))
-    append_records("image_quality", [rec])
-    if a.record_in_card:
+    runs = [("ddpm-ancestral", 1000)] if a.sampler == "ddpm" else [("ddim", k) for k in a.steps]
+    for sampler, steps in runs:
+        samples, labels, sps, card = generate(a.model, sampler, steps, a.n, a.batch)
+        rec = {"model": a.model, "sampler": sampler, "steps": steps, **evaluate_digits(judge, samples, labels),
+               "train_minutes": card["train_minutes"], "train_steps": card["train_steps"],
+               "seconds_per_sample": round(sps, 4), "threads": a.threads,
+               "date": datetime.date.today().isoformat()}
+        print(json.dumps(rec))
+        append_records("image_quality", [rec])
+    if a.record_in_card and a.sampler == "ddpm":
         from minidiff.pretrained import update_card
 
         keys = ("class_accuracy", "frechet", "frechet_floor", "frechet_floor_range", "n_samples", "seconds_per_sample")

@@ -148,3 +148,15 @@ def evaluate_digits(classifier: DigitClassifier, samples: torch.Tensor, labels: 
         "n_samples": n,
         "n_reference": len(ref),
     }
+
+
+def benchmark_records(name: str) -> list[dict]:
+    """The committed benchmark records benchmarks/results/NAME.json of this checkout (for the lessons' tables)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no benchmark results at {path}; run python benchmarks/{name}.py from the project "
+                                "root (minidiff must be installed from a checkout: pip install -e .)")
+    return json.loads(path.read_text())

@@ -190,3 +190,44 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
     slider.observe(on_change, names="value")
     on_change()
     return W.VBox([slider, out])
+
+
+# -------------------------------------------------------------------------------------------------- DDIM explorer
+
+
+def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None,
+                        steps: int, eta: float, seed: int = 0, nrow: int = 8) -> np.ndarray:
+    """Samples from the fixed starting noise x_T with `steps` DDIM steps and the given eta, as one image grid.
+    (eta > 0 draws its extra noise from `seed`, so the frame is a deterministic function of its arguments.)"""
+    from .ddim import ddim_sample
+    from .viz import image_grid
+
+    x = ddim_sample(model, schedule, tuple(x_T.shape), steps=steps, eta=eta, labels=labels,
+                    generator=torch.Generator().manual_seed(seed), x_T=x_T, progress=False)
+    return image_grid(x.cpu(), nrow)
+
+
+def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None = None,
+                  nrow: int = 8):
+    """Sliders for the number of DDIM steps and eta, over one fixed batch of starting noise."""
+    import ipywidgets as W
+
+    steps = W.SelectionSlider(options=[1, 2, 5, 10, 20, 50, 100], value=20, description="steps",
+                              continuous_update=False)
+    eta = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.25, description="eta", continuous_update=False)
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        grid = ddim_explorer_frame(model, schedule, x_T, labels, steps.value, eta.value, nrow=nrow)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+            ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(f"DDIM, {steps.value} steps, eta = {eta.value}")
+            plt.show()
+
+    steps.observe(on_change, names="value")
+    eta.observe(on_change, names="value")
+    on_change()
+    return W.VBox([W.HBox([steps, eta]), out])

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import torch
 
-from minidiff import ddpm
+from minidiff import ddim, ddpm
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
 from minidiff.schedules import linear_beta_schedule, make_schedule
@@ -142,6 +142,45 @@ CASES.update({
             (lambda s, x, t, e: x - e, "solve x_t"),
             (lambda s, x, t, e: (x - (1 - s.alphas_cumprod[t[0]]).sqrt() * e) / s.alphas_cumprod[t[0]].sqrt(),
              r"t = \[30, 400, 999\]"),
+        ],
+    ),
+})
+
+
+# ------------------------------------------------------------------------------------------------ lesson 03 checks
+
+
+def ref_ddim(s, e, x, t, tp, eta, z):
+    return ddim.ddim_step(s, e, x, t, tp, eta, z, clip_denoised=False)[0]
+
+
+CASES.update({
+    "ddim_step": (
+        ex.check_ddim_step,
+        ref_ddim,
+        [
+            (lambda s, e, x, t, tp, eta, z: ref_ddim(s, e, x, t, tp, 0.0, z), "sigma = eta"),
+            (lambda s, e, x, t, tp, eta, z: ref_ddim(s, e, x, t, tp, eta, z) if tp >= 0 else x, "t_prev = -1"),
+            (lambda s, e, x, t, tp, eta, z: ddim.ddim_step(s, e, x, t, tp, eta, z, clip_denoised=True)[0],
+             "x_prev = sqrt"),
+            (lambda s, e, x, t, tp, eta, z: x - e, "x_prev = sqrt"),
+        ],
+    ),
+    "ddim_timesteps": (
+        ex.check_ddim_timesteps,
+        ddim.ddim_timesteps,
+        [
+            (lambda T, n: ddim.ddim_timesteps(T, n)[::-1], "reverse it"),
+            (lambda T, n: list(range(T - 1, -1, -(T // n))), "multiples of T // steps"),
+            (lambda T, n: ddim.ddim_timesteps(T, n)[:-1], "exactly"),
+        ],
+    ),
+    "slerp": (
+        ex.check_slerp,
+        ddim.slerp,
+        [
+            (lambda a, b, al: (1 - al) * a + al * b, "linear interpolation"),
+            (lambda a, b, al: ddim.slerp(a.reshape(1, -1), b.reshape(1, -1), al).reshape(a.shape), "per sample"),
         ],
     ),
 })

@@ -73,3 +73,21 @@ def test_reverse_chain_widget_builds_headless():
     slider = w.children[0]
     assert slider.max == 2
     slider.value = 2
+
+
+def test_ddim_explorer_frame_is_deterministic_and_widget_builds():
+    from minidiff.widgets import ddim_explorer, ddim_explorer_frame
+
+    s = make_schedule("linear", 1000)
+
+    def model(x, t, y=None):
+        return 0.5 * x
+
+    x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = ddim_explorer_frame(model, s, x_T, None, steps=10, eta=0.5, seed=3, nrow=2)
+    b = ddim_explorer_frame(model, s, x_T, None, steps=10, eta=0.5, seed=3, nrow=2)
+    c = ddim_explorer_frame(model, s, x_T, None, steps=10, eta=0.0, nrow=2)
+    assert a.shape == (19, 19) and np.array_equal(a, b) and not np.array_equal(a, c)
+    w = ddim_explorer(model, s, x_T, nrow=2)
+    steps, eta = w.children[0].children
+    steps.value, eta.value = 5, 1.0  # re-renders without raising

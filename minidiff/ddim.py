@@ -1,0 +1,151 @@
+r"""DDIM (Song, Meng & Ermon 2021): sampling a trained eps-model with fewer, optionally deterministic, steps.
+
+For a decreasing sub-sequence of timesteps t > s (s = the next one, or "before 0" where \bar\alpha = 1):
+    x0_hat = (x_t - sqrt(1 - \bar\alpha_t) eps) / sqrt(\bar\alpha_t)
+    sigma  = eta * sqrt((1 - \bar\alpha_s) / (1 - \bar\alpha_t)) * sqrt(1 - \bar\alpha_t / \bar\alpha_s)
+    x_s    = sqrt(\bar\alpha_s) x0_hat + sqrt(1 - \bar\alpha_s - sigma^2) eps + sigma z
+eta = 0 is deterministic (an ODE solver in disguise); eta = 1 on the full sequence is DDPM's ancestral sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .schedules import NoiseSchedule
+
+Model = Callable[..., torch.Tensor]
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """`steps` evenly spaced timesteps, decreasing, starting at 0 in steps of T // steps ("leading" spacing,
+    as in DDIM's paper and diffusers' default): e.g. T = 1000, steps = 10 -> [900, 800, ..., 0]."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps > T:
+        raise ValueError(f"steps={steps} is more than the model's T={T} timesteps")
+    return [i * (T // steps) for i in range(steps)][::-1]
+
+
+def check_timesteps(timesteps: Sequence[int], T: int) -> list[int]:
+    """Validate a sampling sequence: integers in 0..T-1, strictly decreasing, non-empty."""
+    ts = [int(t) for t in timesteps]
+    if not ts:
+        raise ValueError("the timestep sequence is empty")
+    bad = [t for t in ts if not 0 <= t < T]
+    if bad:
+        raise ValueError(f"timesteps {bad[:5]} are out of range for T={T} (valid: 0..{T - 1})")
+    if any(b >= a for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError(f"timesteps must be strictly decreasing (sampling runs from noise to data), got {ts[:8]}...")
+    return ts
+
+
+def _abar(schedule: NoiseSchedule, t: int) -> torch.Tensor:
+    return schedule.alphas_cumprod[t].double() if t >= 0 else torch.tensor(1.0, dtype=torch.float64)
+
+
+def ddim_step(
+    schedule: NoiseSchedule,
+    eps: torch.Tensor,
+    xt: torch.Tensor,
+    t: int,
+    t_prev: int,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip_denoised: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update x_t -> x_{t_prev} (t_prev = -1 means "the clean image"). Returns (x_prev, x0_hat)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0 = DDIM, 1 = DDPM-like), got {eta}")
+    if not -1 <= t_prev < t:
+        raise ValueError(f"t_prev must satisfy -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
+    a_t, a_s = _abar(schedule, t), _abar(schedule, t_prev)
+    x0_hat = (xt - (1 - a_t).sqrt().to(xt.dtype) * eps) / a_t.sqrt().to(xt.dtype)
+    if clip_denoised:
+        x0_hat = x0_hat.clamp(-1, 1)
+    sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
+    x_prev = a_s.sqrt().to(xt.dtype) * x0_hat + (1 - a_s - sigma**2).clamp(min=0).sqrt().to(xt.dtype) * eps
+    if eta > 0:
+        if noise is None:
+            noise = torch.randn_like(xt)
+        x_prev = x_prev + sigma.to(xt.dtype) * noise
+    return x_prev, x0_hat
+
+
+def _eps(model: Model, x: torch.Tensor, t: int, labels: torch.Tensor | None) -> torch.Tensor:
+    tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    out = model(x, tt, labels) if labels is not None else model(x, tt)
+    return out.float()
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: Model,
+    schedule: NoiseSchedule,
+    shape: tuple[int, ...],
+    steps: int | None = 50,
+    timesteps: Sequence[int] | None = None,
+    eta: float = 0.0,
+    labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+    clip_denoised: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Sample with DDIM over `timesteps` (default: `ddim_timesteps(T, steps)`), starting from x_T (or fresh
+    noise from the CPU `generator`). model(x_t, t[, labels]) predicts eps."""
+    from tqdm.auto import tqdm
+
+    ts = check_timesteps(timesteps if timesteps is not None else ddim_timesteps(schedule.T, steps), schedule.T)
+    if labels is not None and labels.shape[0] != shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {shape[0]}")
+    schedule = schedule.to(device)
+    x = (x_T.clone() if x_T is not None else torch.randn(shape, generator=generator)).to(device).float()
+    for i, t in enumerate(tqdm(ts, desc=f"DDIM {len(ts)} steps", disable=not progress, leave=False)):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        z = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
+        x, _ = ddim_step(schedule, _eps(model, x, t, labels), x, t, t_prev, eta, z, clip_denoised)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(
+    model: Model,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    steps: int = 50,
+    labels: torch.Tensor | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Run the deterministic (eta = 0) DDIM update backwards, image -> noise: for increasing t_prev < t,
+    x_t = sqrt(\\bar\\alpha_t) x0_hat + sqrt(1 - \\bar\\alpha_t) eps, with eps evaluated at the current (less
+    noisy) point.
+    Sampling the result with `ddim_sample(..., x_T=result, eta=0, same steps)` approximately recovers x0."""
+    from tqdm.auto import tqdm
+
+    ts = ddim_timesteps(schedule.T, steps)[::-1]  # increasing: 0, ..., T - T//steps
+    schedule = schedule.to(x0.device)
+    x = x0.float().clone()
+    prev = -1
+    for t in tqdm(ts, desc="DDIM inversion", disable=not progress, leave=False):
+        eps = _eps(model, x, max(prev, 0), labels)
+        a_prev, a_t = _abar(schedule, prev), _abar(schedule, t)
+        x0_hat = (x - (1 - a_prev).sqrt().to(x.dtype) * eps) / a_prev.sqrt().to(x.dtype)
+        x = a_t.sqrt().to(x.dtype) * x0_hat + (1 - a_t).sqrt().to(x.dtype) * eps
+        prev = t
+    return x
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors (per sample): keeps the norm a Gaussian sample should have,
+    unlike a straight line, whose midpoint has ~0.71x the norm.
+    slerp = sin((1-a) w) / sin(w) z0 + sin(a w) / sin(w) z1,  w = angle between z0 and z1."""
+    if z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    a = torch.as_tensor(alpha, dtype=z0.dtype)
+    f0, f1 = z0.flatten(1), z1.flatten(1)
+    cos = (f0 * f1).sum(1) / (f0.norm(dim=1) * f1.norm(dim=1))
+    w = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).reshape(-1, *([1] * (z0.ndim - 1)))
+    return (torch.sin((1 - a) * w) * z0 + torch.sin(a * w) * z1) / torch.sin(w)
