@@ -1,6 +1,7 @@
 """Quality of generated digits per (model, sampler, steps), judged by the shipped digit classifier.
 
-usage: python benchmarks/image_quality.py [--model ddpm-digits] [--sampler ddpm|ddim] [--steps 100 50 20 10]
+usage: python benchmarks/image_quality.py [--model ddpm-digits] [--sampler ddpm|ddim|euler] [--steps 100 50 20 10]
+                                         [--shift 1]
                                          [--n 500] [--threads 2] [--record-in-card]
 Appends records to benchmarks/results/image_quality.json:
   {"model", "sampler", "steps", "class_accuracy", "frechet", "frechet_floor", "frechet_floor_range", "n_samples",
@@ -23,18 +24,19 @@ import torch
 from _results import append_records
 
 
-def generate(model_name: str, sampler: str, steps: int, n: int, batch: int
+def generate(model_name: str, sampler: str, steps: int, n: int, batch: int, shift: float = 1.0
              ) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """n class-balanced samples from the shipped model with the given sampler; returns seconds per sample too."""
     from minidiff.ddim import ddim_sample
     from minidiff.ddpm import p_sample_loop
+    from minidiff.flow import euler_sample
     from minidiff.pretrained import load_pretrained
     from minidiff.schedules import make_schedule
     from minidiff.utils import bf16_is_fast
 
     model, card = load_pretrained(model_name)
     rc = card["recipe_config"]
-    schedule = make_schedule(rc["schedule"], rc["T"])
+    schedule = make_schedule(rc["schedule"], rc["T"]) if "schedule" in rc else None
     labels = torch.arange(10).repeat_interleave(n // 10)
     g = torch.Generator().manual_seed(0)
     out = []
@@ -44,6 +46,9 @@ def generate(model_name: str, sampler: str, steps: int, n: int, batch: int
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_is_fast("cpu")):
             if sampler == "ddpm-ancestral":
                 out.append(p_sample_loop(model, schedule, (len(y), 1, 16, 16), labels=y, generator=g).float())
+            elif sampler.startswith("euler"):
+                out.append(euler_sample(model, (len(y), 1, 16, 16), steps=steps, shift=shift, labels=y,
+                                        generator=g).float())
             else:  # ddim, eta = 0: deterministic given the starting noise
                 out.append(ddim_sample(model, schedule, (len(y), 1, 16, 16), steps=steps, eta=0.0, labels=y,
                                        generator=g).float())
@@ -54,8 +59,9 @@ def generate(model_name: str, sampler: str, steps: int, n: int, batch: int
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ddpm-digits")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm",
-                   help="ddpm: 1000-step ancestral; ddim: eta = 0 with each of --steps")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "euler"], default="ddpm",
+                   help="ddpm: 1000-step ancestral; ddim: eta = 0 with each of --steps; euler: flow models")
+    p.add_argument("--shift", type=float, default=1.0, help="time shift of the Euler grid")
     p.add_argument("--steps", type=int, nargs="+", default=[100, 50, 20, 10])
     p.add_argument("--n", type=int, default=500, help="number of samples (multiple of 10)")
     p.add_argument("--batch", type=int, default=500)
@@ -67,9 +73,14 @@ def main() -> int:
     from minidiff.pretrained import load_pretrained
 
     judge, _ = load_pretrained("digit-classifier")
-    runs = [("ddpm-ancestral", 1000)] if a.sampler == "ddpm" else [("ddim", k) for k in a.steps]
+    if a.sampler == "ddpm":
+        runs = [("ddpm-ancestral", 1000)]
+    elif a.sampler == "euler":
+        runs = [("euler" if a.shift == 1 else f"euler-shift{a.shift:g}", k) for k in a.steps]
+    else:
+        runs = [("ddim", k) for k in a.steps]
     for sampler, steps in runs:
-        samples, labels, sps, card = generate(a.model, sampler, steps, a.n, a.batch)
+        samples, labels, sps, card = generate(a.model, sampler, steps, a.n, a.batch, a.shift)
         rec = {"model": a.model, "sampler": sampler, "steps": steps, **evaluate_digits(judge, samples, labels),
                "train_minutes": card["train_minutes"], "train_steps": card["train_steps"],
                "seconds_per_sample": round(sps, 4), "threads": a.threads,

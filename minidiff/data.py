@@ -81,3 +81,40 @@ def load_photo(size: int = 64, gray: bool = False) -> torch.Tensor:
     x = torch.from_numpy(arr)
     x = x.unsqueeze(0) if gray else x.permute(2, 0, 1)
     return (x * 2 - 1).clamp(-1, 1).contiguous()
+
+
+TOYS = ("moons", "spiral", "checkerboard", "gaussians")
+
+
+def make_toy(name: str, n: int, seed: int = 0) -> torch.Tensor:
+    """n points (n, 2) from a 2-D toy distribution, scaled to roughly unit standard deviation.
+
+    moons: two interleaved half circles; spiral: one noisy spiral arm; checkerboard: uniform on the black squares of
+    a 4x4 board; gaussians: a mixture of 8 small Gaussians on a circle.
+    """
+    if name not in TOYS:
+        raise ValueError(f"unknown toy {name!r}; choose one of {TOYS}")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    g = torch.Generator().manual_seed(seed)
+    if name == "moons":
+        a = torch.rand(n, generator=g) * np.pi
+        upper = torch.rand(n, generator=g) < 0.5
+        x = torch.where(upper, torch.cos(a), 1 - torch.cos(a))
+        y = torch.where(upper, torch.sin(a), 0.5 - torch.sin(a))
+        pts = torch.stack([x - 0.5, y - 0.25], 1) + 0.06 * torch.randn(n, 2, generator=g)
+        return pts / 0.7
+    if name == "spiral":
+        r = torch.sqrt(torch.rand(n, generator=g)) * 3 * np.pi
+        pts = torch.stack([r * torch.cos(r), r * torch.sin(r)], 1) / 5
+        return pts + 0.08 * torch.randn(n, 2, generator=g)
+    if name == "checkerboard":
+        u = torch.rand(n, 2, generator=g) * 4
+        cell = u.floor().long()
+        flip = (cell.sum(1) % 2 == 1)
+        u[flip, 0] = (u[flip, 0] + 1) % 4  # move points on white squares one square to the right
+        return (u - 2) / 1.15
+    k = torch.randint(0, 8, (n,), generator=g)
+    ang = k.float() * (2 * np.pi / 8)
+    centres = torch.stack([torch.cos(ang), torch.sin(ang)], 1) * 1.4
+    return centres + 0.12 * torch.randn(n, 2, generator=g)

@@ -115,3 +115,20 @@ def euler_sample(
         if return_trajectory:
             traj.append(x.cpu())
     return (x, traj) if return_trajectory else x
+
+
+# ------------------------------------------------------------------------------------- the unified view (seed 004)
+
+
+def estimates_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From x_t = (1 - t) x_0 + t eps and v = eps - x_0:  x0_hat = x_t - t v,  eps_hat = x_t + (1 - t) v."""
+    tb = _bcast(t, xt)
+    return xt - tb * v, xt + (1 - tb) * v
+
+
+def unified_step(a_s: float | torch.Tensor, b_s: float | torch.Tensor, x0_hat: torch.Tensor,
+                 eps_hat: torch.Tensor) -> torch.Tensor:
+    """The deterministic update shared by DDIM (eta = 0) and flow Euler: re-noise the current estimates to the next
+    noise level of the data definition x_s = a_s x_0 + b_s eps.
+    DDIM: a = sqrt(abar), b = sqrt(1 - abar), model predicts eps.  Flow: a = 1 - t, b = t, model predicts v."""
+    return a_s * x0_hat + b_s * eps_hat

@@ -2,6 +2,7 @@
 
     python -m minidiff.recipes digit-classifier
     python -m minidiff.recipes ddpm-digits [--minutes 5]
+    python -m minidiff.recipes flow-digits [--minutes 5]
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
@@ -13,7 +14,7 @@ import time
 
 import torch
 
-from . import ddpm
+from . import ddpm, flow
 from .data import load_digits
 from .eval import class_accuracy, train_classifier
 from .models.unet import UNet, UNetConfig
@@ -32,14 +33,76 @@ DDPM_DIGITS = {
 }
 
 
+FLOW_DIGITS = {
+    "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10),
+    "train": DDPM_DIGITS["train"],
+    "label_dropout": 0.1,
+    "logit_normal": True,
+}
+
+
+def drop_labels(y: torch.Tensor | None, num_classes: int, p: float, g: torch.Generator) -> torch.Tensor | None:
+    """Replace each label by the null class `num_classes` with probability p (teaches the unconditional model, CFG)."""
+    if y is None or p <= 0:
+        return y
+    drop = torch.rand(y.shape, generator=g).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
+def _train_config(base: TrainConfig, minutes: float | None, steps: int | None,
+                  checkpoint_path: str | None = None) -> TrainConfig:
+    """A copy of a recipe's TrainConfig with the caller's overrides; bf16 'auto' resolved so the card records it."""
+    cfg = TrainConfig(**{**base.__dict__})
+    if minutes is not None:
+        cfg.max_minutes = minutes
+    if steps is not None:
+        cfg.steps = steps
+    cfg.checkpoint_path = checkpoint_path
+    if cfg.bf16 is None:
+        cfg.bf16 = bf16_is_fast()
+    return cfg
+
+
+def _public(cfg: TrainConfig) -> dict:
+    return {k: v for k, v in cfg.__dict__.items() if k != "checkpoint_path"}
+
+
+def _card(name: str, result, recipe: dict) -> dict:
+    return {"recipe": name, "recipe_config": recipe, "train_minutes": round(result.minutes, 2),
+            "train_steps": result.step, "threads": torch.get_num_threads(),
+            "final_loss": round(sum(result.losses[-100:]) / min(100, len(result.losses)), 5)}
+
+
+def flow_loss_fn(num_classes: int, label_dropout: float, logit_normal: bool = True):
+    """Flow matching's velocity loss with label dropout (the U-Net sees t * 1000 as its timestep)."""
+
+    def loss_fn(model, x, y, g):
+        return flow.flow_loss(model, x, drop_labels(y, num_classes, label_dropout, g), generator=g,
+                              logit_normal=logit_normal)
+
+    return loss_fn
+
+
+def flow_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+                checkpoint_path: str | None = None):
+    """Train the same U-Net as ddpm-digits with rectified flow (logit-normal t) on the train split."""
+    r = FLOW_DIGITS
+    seed_everything(r["train"].seed)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    x, y = load_digits(16, split="train")
+    result = train(UNet(r["unet"]), flow_loss_fn(r["unet"].num_classes, r["label_dropout"], r["logit_normal"]),
+                   (x, y), cfg, progress=progress)
+    recipe = {"objective": "rectified flow, v = eps - x0, t = 1 is noise", "logit_normal": r["logit_normal"],
+              "label_dropout": r["label_dropout"], "data": "digits-16 train split",
+              "train": _public(cfg)}
+    return result, recipe
+
+
 def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
     """L_simple with labels replaced by the null class with probability `label_dropout` (ready for CFG)."""
 
     def loss_fn(model, x, y, g):
-        if y is not None and label_dropout > 0:
-            drop = torch.rand(y.shape, generator=g).to(y.device) < label_dropout
-            y = torch.where(drop, torch.full_like(y, num_classes), y)
-        return ddpm.ddpm_loss(model, schedule, x, y, generator=g)
+        return ddpm.ddpm_loss(model, schedule, x, drop_labels(y, num_classes, label_dropout, g), generator=g)
 
     return loss_fn
 
@@ -49,14 +112,7 @@ def ddpm_digits(minutes: float | None = None, steps: int | None = None, progress
     """Train the class-conditional U-Net DDPM on the 16x16 digits. Returns (TrainResult, schedule, recipe dict)."""
     r = DDPM_DIGITS
     seed_everything(r["train"].seed)
-    cfg = TrainConfig(**{**r["train"].__dict__})
-    if minutes is not None:
-        cfg.max_minutes = minutes
-    if steps is not None:
-        cfg.steps = steps
-    cfg.checkpoint_path = checkpoint_path
-    if cfg.bf16 is None:  # record what "auto" resolved to on this machine
-        cfg.bf16 = bf16_is_fast()
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
     x, y = load_digits(16, split="train")  # the other half is the benchmarks' held-out reference
     schedule = make_schedule(r["schedule"], r["T"])
     model = UNet(r["unet"])
@@ -64,7 +120,7 @@ def ddpm_digits(minutes: float | None = None, steps: int | None = None, progress
                    progress=progress)
     recipe = {"schedule": r["schedule"], "T": r["T"], "label_dropout": r["label_dropout"],
               "data": "digits-16 train split",
-              "train": {k: v for k, v in cfg.__dict__.items() if k != "checkpoint_path"}}
+              "train": _public(cfg)}
     return result, schedule, recipe
 
 
@@ -89,17 +145,20 @@ def digit_classifier(progress: bool = True):
 
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["digit-classifier", "ddpm-digits"])
+    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits"])
     p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
     a = p.parse_args(argv)
     if a.name == "digit-classifier":
         _, card = digit_classifier()
         print(card)
+    elif a.name == "flow-digits":
+        result, recipe = flow_digits(minutes=a.minutes)
+        card = _card("flow-digits", result, recipe)
+        save_pretrained("flow-digits", result.ema, "unet", card)
+        print({k: v for k, v in card.items() if k != "recipe_config"})
     else:
         result, schedule, recipe = ddpm_digits(minutes=a.minutes)
-        card = {"recipe": "ddpm-digits", "recipe_config": recipe, "train_minutes": round(result.minutes, 2),
-                "train_steps": result.step, "threads": torch.get_num_threads(),
-                "final_loss": round(sum(result.losses[-100:]) / min(100, len(result.losses)), 5)}
+        card = _card("ddpm-digits", result, recipe)
         save_pretrained("ddpm-digits", result.ema, "unet", card)
         print({k: v for k, v in card.items() if k != "recipe_config"})
     return 0

@@ -231,3 +231,62 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
     eta.observe(on_change, names="value")
     on_change()
     return W.VBox([W.HBox([steps, eta]), out])
+
+
+# ------------------------------------------------------------------------------------------ flow particles (2-D)
+
+
+@dataclass
+class FlowFrame:
+    t: float
+    points: np.ndarray  # (N, 2) particle positions at time t
+    grid_xy: np.ndarray  # (G*G, 2) where the velocity field is drawn
+    velocity: np.ndarray  # (G*G, 2) v_theta at those points and time t
+
+
+def flow_particles_frame(trajectory: list[torch.Tensor], index: int, model, steps_ts: torch.Tensor,
+                         extent: float = 3.0, grid: int = 15) -> FlowFrame:
+    """Particles of an Euler trajectory at grid point `index` (t = steps_ts[index]) and the learned field there."""
+    if not 0 <= index < len(trajectory):
+        raise ValueError(f"index {index} out of range: the trajectory has {len(trajectory)} frames")
+    t = float(steps_ts[index])
+    lin = torch.linspace(-extent, extent, grid)
+    gx, gy = torch.meshgrid(lin, lin, indexing="xy")
+    xy = torch.stack([gx.flatten(), gy.flatten()], 1)
+    with torch.no_grad():
+        v = model(xy, torch.full((xy.shape[0],), t * 1000))
+    return FlowFrame(t=t, points=trajectory[index].numpy(), grid_xy=xy.numpy(), velocity=v.numpy())
+
+
+def draw_flow_frame(frame: FlowFrame, ax: plt.Axes, target: np.ndarray | None = None, extent: float = 3.0) -> None:
+    if target is not None:
+        ax.scatter(target[:, 0], target[:, 1], s=2, c="lightgray", label="data")
+    # draw -v: sampling moves particles along dx = (t_next - t) v with t decreasing
+    ax.quiver(frame.grid_xy[:, 0], frame.grid_xy[:, 1], -frame.velocity[:, 0], -frame.velocity[:, 1],
+              color="tab:orange", alpha=0.6, angles="xy")
+    ax.scatter(frame.points[:, 0], frame.points[:, 1], s=3, c="tab:blue", label="particles")
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.set_title(f"t = {frame.t:.2f}")
+
+
+def flow_particles_explorer(trajectory: list[torch.Tensor], model, steps_ts: torch.Tensor,
+                            target: np.ndarray | None = None):
+    """A time slider moving particles along their learned trajectories, over the velocity field at that time."""
+    import ipywidgets as W
+
+    slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="step", continuous_update=False)
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        frame = flow_particles_frame(trajectory, slider.value, model, steps_ts)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5, 5))
+            draw_flow_frame(frame, ax, target)
+            plt.show()
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return W.VBox([slider, out])

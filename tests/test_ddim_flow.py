@@ -141,3 +141,77 @@ def test_flow_bad_inputs():
         flow.interpolate(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2))
     with pytest.raises(ValueError, match="labels has 3"):
         flow.euler_sample(lambda x, t, y: x, (2, 1, 2, 2), labels=torch.zeros(3, dtype=torch.long), progress=False)
+
+
+@pytest.mark.parametrize("name", ["moons", "spiral", "checkerboard", "gaussians"])
+def test_toys_are_deterministic_and_scaled(name):
+    from minidiff.data import make_toy
+
+    a, b = make_toy(name, 2000, seed=1), make_toy(name, 2000, seed=1)
+    assert a.shape == (2000, 2) and torch.equal(a, b)
+    assert not torch.equal(a, make_toy(name, 2000, seed=2))
+    assert 0.5 < float(a.std()) < 2.0
+
+
+def test_toy_and_mlp_errors():
+    from minidiff.data import make_toy
+    from minidiff.models.mlp import VelocityMLP
+
+    with pytest.raises(ValueError, match="unknown toy"):
+        make_toy("donut", 10)
+    with pytest.raises(ValueError, match="positive integer"):
+        make_toy("moons", 0)
+    m = VelocityMLP()
+    assert m(torch.randn(5, 2), torch.rand(5) * 1000).shape == (5, 2)
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        m(torch.randn(5, 3), torch.rand(5))
+
+
+def test_flow_matching_learns_a_toy_quickly():
+    """1000 steps of a small MLP (~2 s) move N(0, I) onto the ring of 8 Gaussians (radius 1.4), covering every mode.
+
+    Measured with seed 0: median radius 1.399, 0.3 % of samples inside radius 0.7, every mode 11-14 % of samples.
+    An untrained model leaves a Gaussian blob (median radius ~1.2, ~22 % inside 0.7), which fails these bounds.
+    """
+    import math
+
+    from minidiff.data import make_toy
+    from minidiff.models.mlp import VelocityMLP
+    from minidiff.train import TrainConfig, train
+
+    torch.manual_seed(0)
+    pts = make_toy("gaussians", 4000)
+    r = train(VelocityMLP(hidden=64), lambda m, x, y, g: flow.flow_loss(m, x, generator=g, logit_normal=False),
+              (pts, None), TrainConfig(steps=1000, batch_size=256, lr=2e-3, ema_decay=0.99, bf16=False, seed=0),
+              progress=False)
+    s = flow.euler_sample(r.ema, (2000, 2), steps=30, generator=torch.Generator().manual_seed(0), progress=False)
+    radius = s.norm(dim=1)
+    assert abs(float(radius.median()) - 1.4) < 0.1
+    assert float((radius < 0.7).float().mean()) < 0.03
+    mode = torch.round(torch.atan2(s[:, 1], s[:, 0]) / (2 * math.pi / 8)).long() % 8
+    share = torch.bincount(mode, minlength=8).float() / len(s)
+    assert float(share.min()) > 0.06, f"a mode is missing: {share.tolist()}"
+
+
+def test_unified_step_reproduces_ddim_and_euler():
+    s = make_schedule("cosine", 1000)
+    g = torch.Generator().manual_seed(0)
+    x0, eps, pred = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
+    a_t, b_t = s.sqrt_alphas_cumprod[700], s.sqrt_one_minus_alphas_cumprod[700]
+    xt = a_t * x0 + b_t * eps
+    want, _ = ddim.ddim_step(s, pred, xt, 700, 400, clip_denoised=False)
+    got = flow.unified_step(s.sqrt_alphas_cumprod[400], s.sqrt_one_minus_alphas_cumprod[400], (xt - b_t * pred) / a_t,
+                            pred)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    t = torch.full((2,), 0.7)
+    xtf = flow.interpolate(x0, eps, t)
+    torch.testing.assert_close(flow.unified_step(0.6, 0.4, *flow.estimates_from_velocity(xtf, pred, t)),
+                               xtf - 0.3 * pred, atol=1e-5, rtol=1e-5)
+
+
+def test_shipped_flow_model_loads():
+    from minidiff.pretrained import load_pretrained
+
+    m, card = load_pretrained("flow-digits")
+    assert card["recipe"] == "flow-digits"
+    assert m(torch.randn(2, 1, 16, 16), torch.tensor([0.0, 999.0]), torch.tensor([3, 10])).shape == (2, 1, 16, 16)

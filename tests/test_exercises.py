@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import torch
 
-from minidiff import ddim, ddpm
+from minidiff import ddim, ddpm, flow
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
 from minidiff.schedules import linear_beta_schedule, make_schedule
@@ -181,6 +181,55 @@ CASES.update({
         [
             (lambda a, b, al: (1 - al) * a + al * b, "linear interpolation"),
             (lambda a, b, al: ddim.slerp(a.reshape(1, -1), b.reshape(1, -1), al).reshape(a.shape), "per sample"),
+        ],
+    ),
+})
+
+
+# ------------------------------------------------------------------------------------------------ lesson 04 checks
+
+
+def ref_vloss(m, x0, e, t):
+    return torch.mean((m(flow.interpolate(x0, e, t), t * 1000) - (e - x0)) ** 2)
+
+
+def ref_euler(m, x1, steps):
+    return flow.euler_sample(m, tuple(x1.shape), steps=steps, x_1=x1, progress=False)
+
+
+def _euler_forward(m, x1, steps):
+    x = x1
+    for i in range(steps):
+        t_cur, t_next = 1 - i / steps, 1 - (i + 1) / steps
+        x = x + (t_cur - t_next) * m(x, torch.full((x.shape[0],), t_cur * 1000))
+    return x
+
+
+CASES.update({
+    "velocity_loss": (
+        ex.check_velocity_loss,
+        ref_vloss,
+        [
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t * 1000) - (x0 - e)) ** 2), "noise - x0"),
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t) - (e - x0)) ** 2), "t \\* 1000"),
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(e, x0, t), t * 1000) - (e - x0)) ** 2), "pure noise"),
+        ],
+    ),
+    "euler": (
+        ex.check_euler_sampler,
+        ref_euler,
+        [
+            (_euler_forward, "time runs from 1 down to 0"),
+            (lambda m, x1, steps: x1, "linspace"),
+        ],
+    ),
+    "estimates_from_velocity": (
+        ex.check_estimates_from_velocity,
+        flow.estimates_from_velocity,
+        [
+            (lambda xt, v, t: (xt - v, xt + v), "x0_hat does not recover"),
+            (lambda xt, v, t: (flow.estimates_from_velocity(xt, v, t)[0], xt), "eps_hat does not recover"),
+            (lambda xt, v, t: xt, "pair"),
         ],
     ),
 })

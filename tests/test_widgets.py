@@ -91,3 +91,20 @@ def test_ddim_explorer_frame_is_deterministic_and_widget_builds():
     w = ddim_explorer(model, s, x_T, nrow=2)
     steps, eta = w.children[0].children
     steps.value, eta.value = 5, 1.0  # re-renders without raising
+
+
+def test_flow_particles_frame_and_widget():
+    from minidiff.widgets import flow_particles_explorer, flow_particles_frame
+
+    def model(x, t):
+        return x * (t.reshape(-1, 1) / 1000)
+
+    traj = [torch.randn(10, 2), torch.zeros(10, 2)]
+    ts = torch.tensor([1.0, 0.0])
+    f = flow_particles_frame(traj, 0, model, ts, grid=5)
+    assert f.t == 1.0 and f.points.shape == (10, 2) and f.grid_xy.shape == (25, 2)
+    np.testing.assert_allclose(f.velocity, f.grid_xy, atol=1e-6)  # v = x at t = 1
+    with pytest.raises(ValueError, match="out of range"):
+        flow_particles_frame(traj, 2, model, ts)
+    w = flow_particles_explorer(traj, model, ts)
+    w.children[0].value = 1
