@@ -1,13 +1,14 @@
 """Quality of generated digits per (model, sampler, steps), judged by the shipped digit classifier.
 
 usage: python benchmarks/image_quality.py [--model ddpm-digits] [--sampler ddpm|ddim|euler] [--steps 100 50 20 10]
-                                         [--shift 1]
+                                         [--shift 1] [--cfg 1 2 3] [--root data/pretrained] [--label NAME]
                                          [--n 500] [--threads 2] [--record-in-card]
 Appends records to benchmarks/results/image_quality.json:
   {"model", "sampler", "steps", "class_accuracy", "frechet", "frechet_floor", "frechet_floor_range", "n_samples",
    "n_reference",
-   "train_minutes", "train_steps", "seconds_per_sample", "threads", "date"}
-Samples are class-balanced (n/10 per digit), seed 0, no guidance; bf16 autocast where the CPU has native bf16.
+   "train_minutes", "train_steps", "seconds_per_sample", "threads", "date"} (+ "cfg_scale" when guidance is used)
+Samples are class-balanced (n/10 per digit), seed 0, no guidance unless --cfg; bf16 autocast where the CPU has native
+bf16. --root/--label measure a checkpoint outside data/pretrained (e.g. a snapshot of a recipe's run) under a name.
 frechet: samples vs the held-out reference digits; frechet_floor: N real training digits vs the same reference
 (mean over 5 random subsets, with their range).
 """
@@ -24,17 +25,20 @@ import torch
 from _results import append_records
 
 
-def generate(model_name: str, sampler: str, steps: int, n: int, batch: int, shift: float = 1.0
-             ) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
+def generate(model_name: str, sampler: str, steps: int, n: int, batch: int, shift: float = 1.0, cfg: float = 1.0,
+             root: str | None = None) -> tuple[torch.Tensor, torch.Tensor, float, dict]:
     """n class-balanced samples from the shipped model with the given sampler; returns seconds per sample too."""
     from minidiff.ddim import ddim_sample
     from minidiff.ddpm import p_sample_loop
     from minidiff.flow import euler_sample
-    from minidiff.pretrained import load_pretrained
+    from minidiff.guidance import ClassifierFreeGuidance
+    from minidiff.pretrained import ROOT, load_pretrained
     from minidiff.schedules import make_schedule
     from minidiff.utils import bf16_is_fast
 
-    model, card = load_pretrained(model_name)
+    model, card = load_pretrained(model_name, root=root or ROOT)
+    if cfg != 1.0:
+        model = ClassifierFreeGuidance(model, cfg, null=model.config.num_classes)
     rc = card["recipe_config"]
     schedule = make_schedule(rc["schedule"], rc["T"]) if "schedule" in rc else None
     labels = torch.arange(10).repeat_interleave(n // 10)
@@ -63,6 +67,9 @@ def main() -> int:
                    help="ddpm: 1000-step ancestral; ddim: eta = 0 with each of --steps; euler: flow models")
     p.add_argument("--shift", type=float, default=1.0, help="time shift of the Euler grid")
     p.add_argument("--steps", type=int, nargs="+", default=[100, 50, 20, 10])
+    p.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="classifier-free guidance scales (1 = none)")
+    p.add_argument("--root", default=None, help="directory of the checkpoint (default data/pretrained)")
+    p.add_argument("--label", default=None, help="model name to record (default --model)")
     p.add_argument("--n", type=int, default=500, help="number of samples (multiple of 10)")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
@@ -79,9 +86,11 @@ def main() -> int:
         runs = [("euler" if a.shift == 1 else f"euler-shift{a.shift:g}", k) for k in a.steps]
     else:
         runs = [("ddim", k) for k in a.steps]
-    for sampler, steps in runs:
-        samples, labels, sps, card = generate(a.model, sampler, steps, a.n, a.batch, a.shift)
-        rec = {"model": a.model, "sampler": sampler, "steps": steps, **evaluate_digits(judge, samples, labels),
+    for (sampler, steps), scale in [(r, c) for r in runs for c in a.cfg]:
+        samples, labels, sps, card = generate(a.model, sampler, steps, a.n, a.batch, a.shift, scale, a.root)
+        guided = {"cfg_scale": scale} if len(a.cfg) > 1 or scale != 1.0 else {}
+        rec = {"model": a.label or a.model, "sampler": sampler, "steps": steps, **guided,
+               **evaluate_digits(judge, samples, labels),
                "train_minutes": card["train_minutes"], "train_steps": card["train_steps"],
                "seconds_per_sample": round(sps, 4), "threads": a.threads,
                "date": datetime.date.today().isoformat()}

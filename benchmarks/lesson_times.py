@@ -25,15 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(nb_path: str, threads: int, inplace: bool) -> dict:
     import nbformat
-    from nbclient import NotebookClient
+
+    from minidiff.exercises import execute_notebook
 
     os.environ["MINIDIFF_FAST"] = "0"
     os.environ["OMP_NUM_THREADS"] = str(threads)
     nb = nbformat.read(nb_path, as_version=4)
-    client = NotebookClient(nb, timeout=3600, kernel_name="python3",
-                            resources={"metadata": {"path": str(Path(nb_path).parent)}})
     t0 = time.perf_counter()
-    client.execute()
+    execute_notebook(nb, str(Path(nb_path).parent), timeout=3600)
     seconds = time.perf_counter() - t0
     if inplace:
         nbformat.write(nb, nb_path)

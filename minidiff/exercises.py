@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from . import ddim, ddpm, flow, schedules
+from . import ddim, ddpm, flow, guidance, schedules
+from .models import dit
 
 
 class CheckFailed(AssertionError):
@@ -410,6 +411,85 @@ def check_estimates_from_velocity(fn: Callable) -> None:
     _ok(name, "recovers x0 and eps exactly for t = 0, 0.1, 0.5, 0.9, 1")
 
 
+# ----------------------------------------------------------------------------------------------- lesson 05 checks
+
+
+def check_patchify(fn: Callable) -> None:
+    """fn(x, p): (B, C, H, W) -> (B, N, p*p*C), patches in raster order, each flattened as (row, column, channel)."""
+    name = "patchify"
+    g = torch.Generator().manual_seed(51)
+    for shape, p in [((2, 1, 16, 16), 2), ((1, 3, 8, 12), 4), ((1, 2, 6, 6), 3), ((1, 1, 4, 4), 1)]:
+        x = torch.randn(shape, generator=g)
+        want = dit.patchify(x, p)
+        out = _as_tensor(_call(fn, name, x.clone(), p), f"{name}(x of shape {shape}, p={p})", tuple(want.shape))
+        if _close(out, want, atol=0, rtol=0):
+            continue
+        same_tokens = _close(out.sort(dim=-1).values, want.double().sort(dim=-1).values, atol=0, rtol=0)
+        hint = ("each token holds the right pixels but in another order: flatten a patch as (row, column, channel), "
+                "i.e. permute to (B, H/p, W/p, p, p, C) before the last reshape" if same_tokens else
+                "reshape to (B, C, H/p, p, W/p, p), move the two grid axes to the front, then flatten each patch")
+        raise CheckFailed(f"{name}: wrong tokens for x of shape {shape} with p={p}. Hint: {hint}.")
+    _ok(name, "matches minidiff's patchify for 4 image and patch sizes (C = 1, 2, 3; p = 1 to 4)")
+
+
+def check_unpatchify(fn: Callable) -> None:
+    """fn(tokens, p, h, w, c): the exact inverse of patchify."""
+    name = "unpatchify"
+    g = torch.Generator().manual_seed(52)
+    for shape, p in [((2, 1, 16, 16), 2), ((1, 3, 8, 12), 4), ((1, 2, 6, 6), 3)]:
+        x = torch.randn(shape, generator=g)
+        tokens = dit.patchify(x, p)
+        b, c, h, w = shape
+        out = _as_tensor(_call(fn, name, tokens.clone(), p, h, w, c), f"{name}(p={p}, {h}x{w}, C={c})", shape)
+        if not _close(out, x, atol=0, rtol=0):
+            hint = ("the values are all there but misplaced: reshape to (B, H/p, W/p, p, p, C) and permute to "
+                    "(B, C, H/p, p, W/p, p) before the final reshape" if _close(out.flatten().sort().values,
+                                                                                x.double().flatten().sort().values,
+                                                                                atol=0, rtol=0)
+                    else "undo patchify's steps in reverse order")
+            raise CheckFailed(f"{name}: unpatchify(patchify(x)) != x for x of shape {shape}, p={p}. Hint: {hint}.")
+    _ok(name, "unpatchify(patchify(x)) == x exactly for 3 image and patch sizes")
+
+
+def check_modulate(fn: Callable) -> None:
+    """fn(x, shift, scale) = x * (1 + scale) + shift, with (B, D) shift/scale broadcast over the N tokens of x."""
+    name = "modulate"
+    g = torch.Generator().manual_seed(53)
+    x, shift, scale = torch.randn(3, 5, 8, generator=g), torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    want = dit.modulate(x, shift, scale)
+    out = _as_tensor(_call(fn, name, x.clone(), shift.clone(), scale.clone()), name, tuple(x.shape))
+    if _close(out, want):
+        zero = _as_tensor(_call(fn, name, x.clone(), torch.zeros(3, 8), torch.zeros(3, 8)), name, tuple(x.shape))
+        if _close(zero, x):
+            _ok(name, "x * (1 + scale) + shift per image, and the identity when shift = scale = 0")
+            return
+    if _close(out, x * scale[:, None] + shift[:, None]):
+        raise CheckFailed(f"{name}: got x * scale + shift. Hint: adaLN-Zero needs the identity when scale = 0, so "
+                          "use (1 + scale).")
+    raise CheckFailed(f"{name}: wrong result for x (3, 5, 8), shift and scale (3, 8). Hint: give shift and scale a "
+                      "token axis with .unsqueeze(1) so each image's values apply to all its tokens.")
+
+
+def check_cfg_combine(fn: Callable) -> None:
+    """fn(cond, uncond, scale) = uncond + scale * (cond - uncond)."""
+    name = "cfg_combine"
+    g = torch.Generator().manual_seed(54)
+    cond, uncond = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
+    for scale in (0.0, 1.0, 2.5, 5.0):
+        want = guidance.cfg_combine(cond, uncond, scale)
+        out = _as_tensor(_call(fn, name, cond.clone(), uncond.clone(), scale), f"{name}(scale={scale})",
+                         tuple(cond.shape))
+        if not _close(out, want):
+            if _close(out, cond + scale * (uncond - cond)):
+                hint = "cond and uncond are swapped: start from the unconditional prediction"
+            elif _close(out, scale * cond):
+                hint = "scale * cond only stretches the prediction; guidance extrapolates from uncond towards cond"
+            else:
+                hint = "scale = 1 must give cond and scale = 0 must give uncond"
+            raise CheckFailed(f"{name}: wrong result with scale {scale}. Hint: {hint}.")
+    _ok(name, "uncond + scale * (cond - uncond) for scales 0, 1, 2.5 and 5")
+
+
 # ---------------------------------------------------------------------------------------------- student notebooks
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -463,6 +543,50 @@ def build_student_notebook(nb):  # nbformat.NotebookNode -> NotebookNode
     for cell in nb.cells:
         cell.pop("id", None)
     nb.nbformat, nb.nbformat_minor = 4, 4
+    return nb
+
+
+def _poll_in_slices(channel: Any, interval: float) -> None:
+    """Make channel.get_msg(timeout) wait in slices of `interval` seconds instead of one long wait."""
+    import inspect
+    import time
+    from queue import Empty
+
+    original = channel.get_msg
+
+    async def get_msg(timeout: float | None = None, **kw: Any) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+            try:
+                msg = original(timeout=step, **kw)
+                return await msg if inspect.isawaitable(msg) else msg
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def execute_notebook(nb, cwd: str, timeout: int | None = None, allow_errors: bool = False):
+    """Execute a notebook (nbformat.NotebookNode, in place) in a fresh kernel with nbclient; returns it.
+
+    The kernel's reply and output channels are polled in 1-second slices rather than with one long wait. We saw rare
+    stalls right after widget cells in which the kernel was idle, its reply already sent, and the client still
+    waiting (cf. jupyter/nbclient#312); a fresh poll picks up a message a long wait has missed.
+    """
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        async def async_start_new_kernel_client(self):  # type: ignore[override]
+            kc = await super().async_start_new_kernel_client()
+            _poll_in_slices(self.kc.shell_channel, 1.0)
+            _poll_in_slices(self.kc.iopub_channel, 1.0)
+            return kc
+
+    client = _Client(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                     resources={"metadata": {"path": str(cwd)}})
+    client.execute()
     return nb
 
 

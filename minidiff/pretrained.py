@@ -16,11 +16,13 @@ import torch.nn as nn
 
 from . import checkpoint
 from .eval import ClassifierConfig, DigitClassifier
+from .models.dit import DiT, DiTConfig
 from .models.unet import UNet, UNetConfig
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 KINDS: dict[str, tuple[type, type]] = {
     "unet": (UNetConfig, UNet),
+    "dit": (DiTConfig, DiT),
     "digit-classifier": (ClassifierConfig, DigitClassifier),
 }
 

@@ -3,6 +3,7 @@
     python -m minidiff.recipes digit-classifier
     python -m minidiff.recipes ddpm-digits [--minutes 5]
     python -m minidiff.recipes flow-digits [--minutes 5]
+    python -m minidiff.recipes dit-digits [--minutes 5]
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
@@ -17,6 +18,7 @@ import torch
 from . import ddpm, flow
 from .data import load_digits
 from .eval import class_accuracy, train_classifier
+from .models.dit import DiT, DiTConfig
 from .models.unet import UNet, UNetConfig
 from .pretrained import save_pretrained
 from .schedules import make_schedule
@@ -36,6 +38,16 @@ DDPM_DIGITS = {
 FLOW_DIGITS = {
     "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10),
     "train": DDPM_DIGITS["train"],
+    "label_dropout": 0.1,
+    "logit_normal": True,
+}
+
+
+DIT_DIGITS = {
+    "dit": DiTConfig(image_size=16, in_channels=1, patch_size=2, hidden_size=128, depth=6, num_heads=4,
+                     num_classes=10),
+    "train": TrainConfig(steps=100_000, batch_size=16, lr=1e-3, ema_decay=0.995, grad_clip=1.0, max_minutes=5.0,
+                         seed=0, bf16=False, log_every=25),
     "label_dropout": 0.1,
     "logit_normal": True,
 }
@@ -83,19 +95,31 @@ def flow_loss_fn(num_classes: int, label_dropout: float, logit_normal: bool = Tr
     return loss_fn
 
 
-def flow_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                checkpoint_path: str | None = None):
-    """Train the same U-Net as ddpm-digits with rectified flow (logit-normal t) on the train split."""
-    r = FLOW_DIGITS
+def _flow_digits_recipe(r: dict, make_model, minutes: float | None, steps: int | None, progress: bool,
+                        checkpoint_path: str | None):
+    """Train make_model() with rectified flow on the digits' train split, as recipe `r` says."""
     seed_everything(r["train"].seed)
     cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
-    x, y = load_digits(16, split="train")
-    result = train(UNet(r["unet"]), flow_loss_fn(r["unet"].num_classes, r["label_dropout"], r["logit_normal"]),
-                   (x, y), cfg, progress=progress)
+    x, y = load_digits(16, split="train")  # the other half is the benchmarks' held-out reference
+    model = make_model()
+    result = train(model, flow_loss_fn(model.config.num_classes, r["label_dropout"], r["logit_normal"]), (x, y), cfg,
+                   progress=progress)
     recipe = {"objective": "rectified flow, v = eps - x0, t = 1 is noise", "logit_normal": r["logit_normal"],
-              "label_dropout": r["label_dropout"], "data": "digits-16 train split",
-              "train": _public(cfg)}
+              "label_dropout": r["label_dropout"], "data": "digits-16 train split", "train": _public(cfg)}
     return result, recipe
+
+
+def flow_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+                checkpoint_path: str | None = None):
+    """Lesson 04: the same U-Net as ddpm-digits, trained with rectified flow (logit-normal t) on the train split."""
+    return _flow_digits_recipe(FLOW_DIGITS, lambda: UNet(FLOW_DIGITS["unet"]), minutes, steps, progress,
+                               checkpoint_path)
+
+
+def dit_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+               checkpoint_path: str | None = None):
+    """Lesson 05's class-conditional DiT, trained with rectified flow (logit-normal t, 10 % label dropout)."""
+    return _flow_digits_recipe(DIT_DIGITS, lambda: DiT(DIT_DIGITS["dit"]), minutes, steps, progress, checkpoint_path)
 
 
 def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
@@ -145,12 +169,17 @@ def digit_classifier(progress: bool = True):
 
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits"])
+    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits"])
     p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
     a = p.parse_args(argv)
     if a.name == "digit-classifier":
         _, card = digit_classifier()
         print(card)
+    elif a.name == "dit-digits":
+        result, recipe = dit_digits(minutes=a.minutes)
+        card = _card("dit-digits", result, recipe)
+        save_pretrained("dit-digits", result.ema, "dit", card)
+        print({k: v for k, v in card.items() if k != "recipe_config"})
     elif a.name == "flow-digits":
         result, recipe = flow_digits(minutes=a.minutes)
         card = _card("flow-digits", result, recipe)

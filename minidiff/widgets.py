@@ -195,6 +195,17 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
 # -------------------------------------------------------------------------------------------------- DDIM explorer
 
 
+def _show_grid(out, grid: np.ndarray, title: str) -> None:
+    """Replace what an ipywidgets Output shows by one image grid with a title."""
+    with out:
+        out.clear_output(wait=True)
+        fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title)
+        plt.show()
+
+
 def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None,
                         steps: int, eta: float, seed: int = 0, nrow: int = 8) -> np.ndarray:
     """Samples from the fixed starting noise x_T with `steps` DDIM steps and the given eta, as one image grid.
@@ -219,13 +230,7 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
 
     def on_change(_change=None) -> None:
         grid = ddim_explorer_frame(model, schedule, x_T, labels, steps.value, eta.value, nrow=nrow)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
-            ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_axis_off()
-            ax.set_title(f"DDIM, {steps.value} steps, eta = {eta.value}")
-            plt.show()
+        _show_grid(out, grid, f"DDIM, {steps.value} steps, eta = {eta.value}")
 
     steps.observe(on_change, names="value")
     eta.observe(on_change, names="value")
@@ -290,3 +295,108 @@ def flow_particles_explorer(trajectory: list[torch.Tensor], model, steps_ts: tor
     slider.observe(on_change, names="value")
     on_change()
     return W.VBox([slider, out])
+
+
+# ------------------------------------------------------------------------------------------------ patch explorer
+
+
+@dataclass
+class PatchFrame:
+    patch_size: int
+    image: np.ndarray  # (H, W) or (H, W, 3) in [0, 1]
+    grid_h: int  # patches per column
+    grid_w: int  # patches per row
+    tokens: np.ndarray  # (N, p*p*C): the token sequence, one row per token, values in [0, 1]
+    attention_pairs: int  # N^2: how many query-key pairs self-attention compares
+
+
+def patch_explorer_frame(image: torch.Tensor, patch_size: int) -> PatchFrame:
+    """Cut one image (C, H, W) in [-1, 1] into patch_size x patch_size tokens with `models.dit.patchify`."""
+    from .models.dit import patchify
+
+    if image.ndim != 3:
+        raise ValueError(f"patch explorer expects one image (C, H, W), got shape {tuple(image.shape)}")
+    tokens = patchify(image[None].float(), patch_size)[0]
+    c, h, w = image.shape
+    return PatchFrame(patch_size, to_numpy_image(image), h // patch_size, w // patch_size,
+                      ((tokens.numpy() + 1) / 2).clip(0, 1), tokens.shape[0] ** 2)
+
+
+def draw_patch_frame(frame: PatchFrame, axes: tuple[plt.Axes, plt.Axes]) -> None:
+    ax_img, ax_tok = axes
+    p = frame.patch_size
+    ax_img.imshow(frame.image, cmap="gray" if frame.image.ndim == 2 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+    for i in range(1, frame.grid_w):
+        ax_img.axvline(i * p - 0.5, color="tab:orange", lw=1)
+    for i in range(1, frame.grid_h):
+        ax_img.axhline(i * p - 0.5, color="tab:orange", lw=1)
+    if frame.grid_h * frame.grid_w <= 64:
+        for r in range(frame.grid_h):
+            for col in range(frame.grid_w):
+                ax_img.text(col * p + p / 2 - 0.5, r * p + p / 2 - 0.5, str(r * frame.grid_w + col), ha="center",
+                            va="center", color="tab:orange", fontsize=7 if p < 4 else 9)
+    ax_img.set_title(f"patch size {p}: a {frame.grid_h}x{frame.grid_w} grid of tokens")
+    ax_img.set_axis_off()
+    n, d = frame.tokens.shape
+    ax_tok.imshow(frame.tokens, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax_tok.set_xlabel(f"token features (p*p*C = {d})")
+    ax_tok.set_ylabel(f"token index (N = {n})")
+    ax_tok.set_title(f"the sequence the Transformer sees: {n} tokens, {frame.attention_pairs:,} attention pairs")
+
+
+def patch_explorer(image: torch.Tensor, sizes: tuple[int, ...] | None = None):
+    """A patch-size picker: the image cut into tokens (left) and the resulting token sequence (right)."""
+    import ipywidgets as W
+
+    h, w = image.shape[-2:]
+    sizes = sizes or tuple(d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0)
+    pick = W.ToggleButtons(options=list(sizes), value=2 if 2 in sizes else sizes[0], description="patch size")
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        frame = patch_explorer_frame(image, pick.value)
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+            draw_patch_frame(frame, axes)
+            plt.show()
+
+    pick.observe(on_change, names="value")
+    on_change()
+    return W.VBox([pick, out])
+
+
+# ---------------------------------------------------------------------------------------- guidance scale explorer
+
+
+def cfg_explorer_frame(model, x_1: torch.Tensor, labels: torch.Tensor, scale: float, null: int, steps: int = 20,
+                       nrow: int = 10) -> np.ndarray:
+    """Euler samples of a flow model from the fixed noise x_1 with classifier-free guidance `scale`, as a grid."""
+    from .flow import euler_sample
+    from .guidance import ClassifierFreeGuidance
+    from .viz import image_grid
+
+    with torch.no_grad():
+        x = euler_sample(ClassifierFreeGuidance(model, scale, null), tuple(x_1.shape), steps=steps, labels=labels,
+                         x_1=x_1, device=x_1.device, progress=False)
+    return image_grid(x.clamp(-1, 1).cpu(), nrow)
+
+
+def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, steps: int = 20, nrow: int = 10,
+                 scales: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)):
+    """A guidance-scale slider over one fixed batch of noise (grids are cached per scale)."""
+    import ipywidgets as W
+
+    scale = W.SelectionSlider(options=list(scales), value=1.0 if 1.0 in scales else scales[0],
+                              description="CFG scale", continuous_update=False)
+    out, cache = W.Output(), {}
+
+    def on_change(_change=None) -> None:
+        if scale.value not in cache:
+            cache[scale.value] = cfg_explorer_frame(model, x_1, labels, scale.value, null, steps, nrow)
+        _show_grid(out, cache[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
+
+    scale.observe(on_change, names="value")
+    on_change()
+    return W.VBox([scale, out])

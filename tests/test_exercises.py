@@ -235,6 +235,64 @@ CASES.update({
 })
 
 
+# lesson 05
+from minidiff.guidance import cfg_combine as ref_cfg  # noqa: E402
+from minidiff.models import dit as _dit  # noqa: E402
+
+
+def _patchify_wrong_inner_order(x, p):  # tokens hold the right pixels, flattened (channel, row, column)
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), -1)
+
+
+def _patchify_naive(x, p):  # a plain reshape: the right shape, the wrong tokens
+    b, c, h, w = x.shape
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def _unpatchify_transposed(tok, p, h, w, c):  # rows and columns of the grid swapped
+    b = tok.shape[0]
+    return tok.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 2, 4, 1, 3).reshape(b, c, h, w)
+
+
+CASES.update({
+    "patchify": (
+        ex.check_patchify,
+        _dit.patchify,
+        [
+            (_patchify_wrong_inner_order, "right pixels but in another order"),
+            (_patchify_naive, "reshape to (B, C, H/p, p, W/p, p)"),
+            (lambda x, p: x.flatten(2).transpose(1, 2), "returned shape"),
+        ],
+    ),
+    "unpatchify": (
+        ex.check_unpatchify,
+        _dit.unpatchify,
+        [
+            (_unpatchify_transposed, "misplaced"),
+            (lambda tok, p, h, w, c: tok.reshape(tok.shape[0], c, h, w) * 0, "undo patchify"),
+        ],
+    ),
+    "modulate": (
+        ex.check_modulate,
+        _dit.modulate,
+        [
+            (lambda x, sh, sc: x * sc[:, None] + sh[:, None], "identity when scale = 0"),
+            (lambda x, sh, sc: x * (1 + sc[:, :, None].mean(1, keepdim=True)) + sh[:, None], "unsqueeze(1)"),
+        ],
+    ),
+    "cfg_combine": (
+        ex.check_cfg_combine,
+        ref_cfg,
+        [
+            (lambda c, u, s: c + s * (u - c), "swapped"),
+            (lambda c, u, s: s * c, "only stretches"),
+            (lambda c, u, s: u + s * c, "scale = 1 must give cond"),
+        ],
+    ),
+})
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_check_passes_on_reference(name, capsys):
     check, ref, _ = CASES[name]
@@ -287,18 +345,33 @@ def test_student_version_is_in_sync(lesson):
     assert sum("raise NotImplementedError()" in c for c in code) >= 3
 
 
+def _execute_with_one_retry(nb, cwd: Path):
+    """Run a notebook, allowing errors, with `ex.execute_notebook` (which works around lost replies after widget
+    cells). In fast mode no cell takes more than ~70 s, so a cell silent for 300 s has stalled: it is retried once
+    in a fresh kernel with a warning, and a second stall fails the test."""
+    import copy
+    import warnings
+
+    from nbclient.exceptions import CellTimeoutError
+
+    for attempt in (1, 2):
+        run = copy.deepcopy(nb)
+        try:
+            return ex.execute_notebook(run, str(cwd), timeout=300, allow_errors=True)
+        except CellTimeoutError as e:
+            if attempt == 2:
+                raise
+            warnings.warn(f"notebook execution stalled ({str(e)[:200]}); retrying once in a fresh kernel",
+                          stacklevel=1)
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=os.path.basename)
 def test_student_version_fails_exactly_at_its_check_cells(lesson):
-    from nbclient import NotebookClient
-
     lesson_nb = nbformat.read(lesson, as_version=4)
     n_solutions = sum(c.source.count(ex.BEGIN) for c in lesson_nb.cells if c.cell_type == "code")
     nb = ex.build_student_notebook(lesson_nb)
-    client = NotebookClient(
-        nb, timeout=900, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(Path(lesson).parent / "exercises")}},
-    )
-    client.execute()
+    nb = _execute_with_one_retry(nb, Path(lesson).parent / "exercises")
     checks, failures = 0, []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":

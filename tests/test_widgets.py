@@ -1,3 +1,4 @@
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -108,3 +109,42 @@ def test_flow_particles_frame_and_widget():
         flow_particles_frame(traj, 2, model, ts)
     w = flow_particles_explorer(traj, model, ts)
     w.children[0].value = 1
+
+
+def test_patch_explorer_frame_and_widget():
+    from minidiff.widgets import draw_patch_frame, patch_explorer, patch_explorer_frame
+
+    img = torch.linspace(-1, 1, 3 * 8 * 8).reshape(3, 8, 8)
+    f = patch_explorer_frame(img, 4)
+    assert (f.grid_h, f.grid_w, f.attention_pairs) == (2, 2, 16)
+    assert f.tokens.shape == (4, 4 * 4 * 3) and f.tokens.min() >= 0 and f.tokens.max() <= 1
+    # token 1 is the top-right square of the image
+    np.testing.assert_allclose(f.tokens[1], ((img[:, :4, 4:].permute(1, 2, 0).reshape(-1) + 1) / 2).numpy(),
+                               atol=1e-6)
+    assert patch_explorer_frame(img, 1).tokens.shape == (64, 3)
+    with pytest.raises(ValueError, match="patch size 3 does not divide"):
+        patch_explorer_frame(img, 3)
+    with pytest.raises(ValueError, match="one image"):
+        patch_explorer_frame(img[None], 2)
+    fig, axes = plt.subplots(1, 2)
+    draw_patch_frame(f, axes)
+    plt.close(fig)
+    w = patch_explorer(img[:1])
+    assert list(w.children[0].options) == [1, 2, 4, 8]
+    w.children[0].value = 8
+
+
+def test_cfg_explorer_frame_and_widget():
+    from minidiff.widgets import cfg_explorer, cfg_explorer_frame
+
+    def model(x, t, y):  # "conditional" model: the label shifts the prediction
+        return x + (y.float() - 5).reshape(-1, 1, 1, 1) * 0.01
+
+    x1 = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1, 9])
+    a = cfg_explorer_frame(model, x1, y, 1.0, null=5, steps=4, nrow=2)
+    b = cfg_explorer_frame(model, x1, y, 1.0, null=5, steps=4, nrow=2)
+    c = cfg_explorer_frame(model, x1, y, 4.0, null=5, steps=4, nrow=2)
+    assert a.shape == (10, 19) and np.array_equal(a, b) and not np.array_equal(a, c)
+    w = cfg_explorer(model, x1, y, null=5, steps=4, nrow=2)
+    w.children[0].value = 3.0

@@ -1,0 +1,264 @@
+"""DiT: a Transformer denoiser over image patches (Peebles & Xie, "Scalable Diffusion Models with Transformers").
+
+    x (B, C, H, W) --patchify--> tokens (B, N, p*p*C) --x_embedder--> (B, N, D) + pos_embed
+    c = t_embedder(t) + y_embedder(y)                        one conditioning vector per image
+    for each DiTBlock:  x = x + gate * Attn(modulate(LN(x), shift, scale))     (shift, scale, gate) from c
+                        x = x + gate * MLP(modulate(LN(x), shift, scale))
+    final_layer: modulate(LN(x)) -> Linear -> (B, N, p*p*C) --unpatchify--> (B, C, H, W)
+
+adaLN-Zero: every block's modulation Linear starts at zero, so every gate is 0 and each block begins as the
+identity; the final layer starts at zero too, so a fresh DiT predicts 0 everywhere. The names follow DiT's
+`models.py` (x_embedder, t_embedder, y_embedder, pos_embed, blocks, final_layer, adaLN_modulation), and Flux/Open-Sora
+reuse the same ideas (their `Modulation`, `LastLayer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import timestep_embedding
+
+# ------------------------------------------------------------------------------------------------- patches
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, p*p*C) with N = (H/p)(W/p), patches in raster order, each flattened as (p, p, C)."""
+    if x.ndim != 4:
+        raise ValueError(f"patchify expects images (B, C, H, W), got shape {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    p = patch_size
+    if p <= 0 or h % p or w % p:
+        raise ValueError(
+            f"patch size {p} does not divide the image size {h}x{w}: choose a patch size that divides both "
+            f"(e.g. one of {[d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]})"
+        )
+    x = x.reshape(b, c, h // p, p, w // p, p)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(tokens: torch.Tensor, patch_size: int, height: int, width: int, channels: int) -> torch.Tensor:
+    """The exact inverse of `patchify`: (B, N, p*p*C) -> (B, C, H, W)."""
+    p = patch_size
+    if p <= 0 or height % p or width % p:
+        raise ValueError(f"patch size {p} does not divide the image size {height}x{width}")
+    gh, gw = height // p, width // p
+    if tokens.ndim != 3 or tokens.shape[1] != gh * gw or tokens.shape[2] != p * p * channels:
+        raise ValueError(
+            f"expected tokens of shape (B, {gh * gw}, {p * p * channels}) for {channels}x{height}x{width} images "
+            f"with patch size {p}, got {tuple(tokens.shape)}"
+        )
+    b = tokens.shape[0]
+    x = tokens.reshape(b, gh, gw, p, p, channels)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, height, width)
+
+
+def get_2d_sincos_pos_embed(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings (N, dim), N = grid_h * grid_w in raster order.
+
+    Half the channels encode the row, half the column, each with the 1-D sinusoids of `timestep_embedding`.
+    """
+    if dim % 4:
+        raise ValueError(f"the position embedding needs dim divisible by 4, got {dim}")
+    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    emb_r = timestep_embedding(rows.reshape(-1).float(), dim // 2)
+    emb_c = timestep_embedding(cols.reshape(-1).float(), dim // 2)
+    return torch.cat([emb_r, emb_c], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------- conditioning
+
+
+class TimestepEmbedder(nn.Module):
+    """t -> MLP(timestep_embedding(t, freq_dim)): sinusoids, then Linear-SiLU-Linear to the model width."""
+
+    def __init__(self, hidden_size: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.freq_dim))
+
+
+class LabelEmbedder(nn.Module):
+    """A table of num_classes + 1 vectors; the extra row (index num_classes) is the null label used for CFG.
+
+    Label dropout (replacing a label by the null label during training) is done by the training loss, see
+    `minidiff.recipes.drop_labels`, so the same U-Net and DiT recipes share it.
+    """
+
+    def __init__(self, num_classes: int, hidden_size: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            raise ValueError(
+                f"labels must lie in 0..{self.num_classes - 1} ({self.num_classes} = the null label), got values "
+                f"{int(y.min())}..{int(y.max())}"
+            )
+        return self.embedding_table(y)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN's affine step: x * (1 + scale) + shift, one (shift, scale) per image broadcast over the N tokens.
+
+    x: (B, N, D); shift, scale: (B, D). With scale = shift = 0 it returns x unchanged.
+    """
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+# ------------------------------------------------------------------------------------------------- blocks
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: softmax(Q K^T / sqrt(d_head)) V over the N tokens."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class DiTBlock(nn.Module):
+    """One Transformer block with adaLN-Zero conditioning.
+
+    (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) = adaLN_modulation(c)   (zero at init)
+    x = x + gate_msa * Attn(modulate(LN(x), shift_msa, scale_msa))
+    x = x + gate_mlp * MLP(modulate(LN(x), shift_mlp, scale_mlp))
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        hidden = int(hidden_size * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, hidden_size))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
+        x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """modulate(LN(x), shift, scale) -> Linear to p*p*C values per token (zero-initialised)."""
+
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+# ------------------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class DiTConfig:
+    image_size: int = 16
+    in_channels: int = 1
+    patch_size: int = 2
+    hidden_size: int = 128
+    depth: int = 6
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    num_classes: int | None = 10  # None: unconditional; otherwise label num_classes is the null label
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DiTConfig:
+        return cls(**d)
+
+
+class DiT(nn.Module):
+    """model(x, t, y) -> prediction of the same shape as x (the velocity for flow matching, eps for DDPM)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = cfg = config
+        p = cfg.patch_size
+        if p <= 0 or cfg.image_size % p:
+            divisors = [d for d in range(1, cfg.image_size + 1) if cfg.image_size % d == 0]
+            raise ValueError(f"patch size {p} must divide image_size {cfg.image_size}: choose one of {divisors}")
+        self.grid = cfg.image_size // p
+        self.x_embedder = nn.Linear(p * p * cfg.in_channels, cfg.hidden_size)  # = a p x p conv with stride p
+        self.t_embedder = TimestepEmbedder(cfg.hidden_size)
+        self.y_embedder = LabelEmbedder(cfg.num_classes, cfg.hidden_size) if cfg.num_classes else None
+        self.register_buffer("pos_embed", get_2d_sincos_pos_embed(cfg.hidden_size, self.grid, self.grid)[None],
+                             persistent=False)
+        self.blocks = nn.ModuleList(DiTBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final_layer = FinalLayer(cfg.hidden_size, p, cfg.in_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier-uniform Linears, N(0, 0.02) for the label and timestep MLP inputs, and adaLN-Zero: all modulation
+        Linears and the output Linear start at zero."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W); t: (B,) timesteps (flow matching passes t * 1000); y: (B,) labels, None = null label."""
+        cfg = self.config
+        if x.ndim != 4 or x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
+            raise ValueError(
+                f"DiT expects x of shape (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), "
+                f"got {tuple(x.shape)}"
+            )
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        h = self.x_embedder(patchify(x, cfg.patch_size)) + self.pos_embed
+        c = self.t_embedder(t)
+        if self.y_embedder is not None:
+            if y is None:
+                y = torch.full((x.shape[0],), cfg.num_classes, dtype=torch.long, device=x.device)
+            if y.shape != t.shape:
+                raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+            c = c + self.y_embedder(y)
+        elif y is not None:
+            raise ValueError("this DiT is unconditional (num_classes=None) but labels were given")
+        for block in self.blocks:
+            h = block(h, c)
+        out = self.final_layer(h, c)
+        return unpatchify(out, cfg.patch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
