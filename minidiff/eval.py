@@ -160,3 +160,96 @@ def benchmark_records(name: str) -> list[dict]:
         raise FileNotFoundError(f"no benchmark results at {path}; run python benchmarks/{name}.py from the project "
                                 "root (minidiff must be installed from a checkout: pip install -e .)")
     return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------------------------------- video judge
+
+
+@dataclass
+class VideoJudgement:
+    """Predicted attributes of each video (indices as in minidiff.data; -1 = none: no bright ink, or no motion of at
+    least 2 pixels) and, if targets were given, accuracies."""
+
+    digits: torch.Tensor
+    colours: torch.Tensor
+    directions: torch.Tensor
+    accuracy: dict[str, float] | None = None
+
+
+def _centre_of_mass(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of each frame's ink centre of mass: (N, T, H, W) -> two (N, T) tensors."""
+    h, w = ink.shape[-2:]
+    mass = ink.sum((-1, -2)).clamp_min(1e-6)
+    return (ink.sum(-1) * torch.arange(h)).sum(-1) / mass, (ink.sum(-2) * torch.arange(w)).sum(-1) / mass
+
+
+def _glyph_crops(ink: torch.Tensor, glyph_size: int, out_size: int = 16) -> torch.Tensor:
+    """Crop a glyph_size square around each frame's ink centre of mass; (N, T, H, W) -> (N*T, 1, out, out)."""
+    n, t, h, w = ink.shape
+    cy, cx = _centre_of_mass(ink)
+    top = (cy - (glyph_size - 1) / 2).round().long().clamp(0, h - glyph_size)
+    left = (cx - (glyph_size - 1) / 2).round().long().clamp(0, w - glyph_size)
+    ar = torch.arange(glyph_size)
+    rows = top[..., None, None] + ar[:, None]
+    cols = left[..., None, None] + ar[None, :]
+    crops = ink[torch.arange(n)[:, None, None, None], torch.arange(t)[None, :, None, None], rows, cols]
+    crops = F.interpolate(crops.reshape(n * t, 1, glyph_size, glyph_size), size=(out_size, out_size),
+                          mode="bilinear", align_corners=False)
+    return crops * 2 - 1
+
+
+def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torch.Tensor | None = None,
+                 colours: torch.Tensor | None = None, directions: torch.Tensor | None = None,
+                 glyph_size: int = 12) -> VideoJudgement:
+    """Read digit, colour and direction off moving-digit videos (N, 3, T, H, W) in [-1, 1].
+
+    colour: the mean RGB of the bright pixels (ink > 0.5), nearest tint in data.COLOURS after scaling by its max;
+    direction: the track of the ink's centre of mass, first frame to last, along its larger axis;
+    digit: the digit classifier on a glyph-sized crop around the centre of mass in every frame, logits averaged.
+    With targets given, `accuracy` holds each attribute's accuracy and "all_three" (all correct at once).
+    """
+    from .data import COLOURS, DIRECTIONS
+
+    if videos.ndim != 5 or videos.shape[1] != 3:
+        raise ValueError(f"expected videos (N, 3, T, H, W), got shape {tuple(videos.shape)}")
+    v = ((videos.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    ink = v.max(dim=1).values  # (N, T, H, W): the glyph's ink whatever its tint
+    n, t, h, w = ink.shape
+
+    bright = (ink > 0.5).float()
+    rgb = (v * bright[:, None]).sum((2, 3, 4)) / bright.sum((1, 2, 3)).clamp_min(1)[:, None]
+    rgb = rgb / rgb.max(dim=1, keepdim=True).values.clamp_min(1e-6)
+    palette = torch.tensor(list(COLOURS.values()))
+    has_ink = bright.sum((1, 2, 3)) > 0
+    colour_pred = torch.where(has_ink, torch.cdist(rgb, palette).argmin(1), -1)
+
+    cy, cx = _centre_of_mass(ink)
+    dy, dx = cy[:, -1] - cy[:, 0], cx[:, -1] - cx[:, 0]
+    move = torch.stack([torch.where(dy.abs() > dx.abs(), dy.sign(), torch.zeros_like(dy)),
+                        torch.where(dy.abs() > dx.abs(), torch.zeros_like(dx), dx.sign())], 1).long()
+    dirs = torch.tensor(list(DIRECTIONS.values()))
+    match = (move[:, None] == dirs[None]).all(-1)
+    still = torch.maximum(dy.abs(), dx.abs()) < 2.0  # moved less than 2 pixels: no direction at all
+    direction_pred = torch.where(match.any(1) & ~still, match.float().argmax(1), -1)
+
+    crops = _glyph_crops(ink, glyph_size)
+    classifier = classifier.eval()
+    with torch.no_grad():
+        logits = torch.cat([classifier(c) for c in crops.split(2048)]).reshape(n, t, -1)
+    digit_pred = torch.where(has_ink, logits.log_softmax(-1).mean(1).argmax(-1), -1)
+
+    result = VideoJudgement(digit_pred, colour_pred, direction_pred)
+    if digits is not None and colours is not None and directions is not None:
+        ok = {"digit": digit_pred == digits.cpu(), "colour": colour_pred == colours.cpu(),
+              "direction": direction_pred == directions.cpu()}
+        ok["all_three"] = ok["digit"] & ok["colour"] & ok["direction"]
+        result.accuracy = {k: round(float(x.float().mean()), 4) for k, x in ok.items()}
+    return result
+
+
+def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of x against ref, both in [-1, 1]: 10 log10(1 / MSE) on the [0, 1] scale."""
+    if x.shape != ref.shape:
+        raise ValueError(f"psnr needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
+    mse = float((((x.detach().float().cpu().clamp(-1, 1) - ref.detach().float().cpu()) / 2) ** 2).mean())
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))

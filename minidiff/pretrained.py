@@ -18,11 +18,13 @@ from . import checkpoint
 from .eval import ClassifierConfig, DigitClassifier
 from .models.dit import DiT, DiTConfig
 from .models.unet import UNet, UNetConfig
+from .models.vae import VAEConfig, VideoVAE
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 KINDS: dict[str, tuple[type, type]] = {
     "unet": (UNetConfig, UNet),
     "dit": (DiTConfig, DiT),
+    "vae": (VAEConfig, VideoVAE),
     "digit-classifier": (ClassifierConfig, DigitClassifier),
 }
 

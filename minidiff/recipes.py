@@ -4,6 +4,7 @@
     python -m minidiff.recipes ddpm-digits [--minutes 5]
     python -m minidiff.recipes flow-digits [--minutes 5]
     python -m minidiff.recipes dit-digits [--minutes 5]
+    python -m minidiff.recipes video-vae [--minutes 12]
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
@@ -20,6 +21,7 @@ from .data import load_digits
 from .eval import class_accuracy, train_classifier
 from .models.dit import DiT, DiTConfig
 from .models.unet import UNet, UNetConfig
+from .models.vae import VAEConfig, VideoVAE
 from .pretrained import save_pretrained
 from .schedules import make_schedule
 from .train import TrainConfig, train
@@ -50,6 +52,15 @@ DIT_DIGITS = {
                          seed=0, bf16=False, log_every=25),
     "label_dropout": 0.1,
     "logit_normal": True,
+}
+
+
+VIDEO_VAE = {
+    "vae": VAEConfig(in_channels=3, latent_channels=4, channels=(16, 32, 32), spatial_compression=2,
+                     temporal_compression=4, kl_weight=1e-3),
+    "train": TrainConfig(steps=100_000, batch_size=8, lr=2e-3, ema_decay=0.995, grad_clip=1.0, max_minutes=12.0,
+                         seed=0, bf16=False, log_every=25),
+    "n_videos": 8000,
 }
 
 
@@ -122,6 +133,29 @@ def dit_digits(minutes: float | None = None, steps: int | None = None, progress:
     return _flow_digits_recipe(DIT_DIGITS, lambda: DiT(DIT_DIGITS["dit"]), minutes, steps, progress, checkpoint_path)
 
 
+def video_vae(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+              checkpoint_path: str | None = None):
+    """Lesson 06's causal video VAE on moving digits (train combinations), then its latent scaling factor.
+
+    Returns (TrainResult whose `ema` has config.scaling_factor = 1 / std of the latent means of 1,000 training videos,
+    recipe dict)."""
+    from .data import moving_digits
+
+    r = VIDEO_VAE
+    seed_everything(r["train"].seed)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    videos = moving_digits(r["n_videos"], seed=0, split="train").videos
+    result = train(VideoVAE(r["vae"]), lambda m, x, y, g: m.loss(x, g), (videos, None), cfg, progress=progress)
+    vae = result.ema.eval()
+    with torch.no_grad():
+        mean, _ = vae.encode(videos[:1000])
+    vae.config.scaling_factor = round(1.0 / float(mean.std()), 5)
+    recipe = {"data": f"moving digits, {r['n_videos']} train-split videos (seed 0), 9 frames of 32x32",
+              "vae": r["vae"].to_dict() | {"scaling_factor": "1 / std of latent means, 1000 videos"},
+              "train": _public(cfg)}
+    return result, recipe
+
+
 def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
     """L_simple with labels replaced by the null class with probability `label_dropout` (ready for CFG)."""
 
@@ -169,12 +203,17 @@ def digit_classifier(progress: bool = True):
 
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits"])
+    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits", "video-vae"])
     p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
     a = p.parse_args(argv)
     if a.name == "digit-classifier":
         _, card = digit_classifier()
         print(card)
+    elif a.name == "video-vae":
+        result, recipe = video_vae(minutes=a.minutes)
+        card = _card("video-vae", result, recipe)
+        save_pretrained("video-vae", result.ema, "vae", card)
+        print({k: v for k, v in card.items() if k != "recipe_config"})
     elif a.name == "dit-digits":
         result, recipe = dit_digits(minutes=a.minutes)
         card = _card("dit-digits", result, recipe)

@@ -1,0 +1,86 @@
+"""Measurements of the text-to-video world's parts (issue 6): so far, the video judge on real generated videos.
+
+usage: python benchmarks/video_world.py [judge] [video-vae] [--n 5000] [--seed 100] [--threads 2] [--record-in-card]
+Appends to benchmarks/results/video_world.json:
+  judge, per split ("train" / "heldout" combinations): {"component": "judge", "split", "n_videos", "digit",
+    "colour", "direction", "all_three", "seconds_per_1000", "generate_seconds_per_1000", "threads", "date"}
+  video-vae, on held-out-combination videos reconstructed from their latent means: {"component": "video-vae",
+    "vae_psnr", "judge_all_three_reconstructions", "judge_per_attribute_reconstructions", "judge_all_three_originals",
+    "n_videos", "train_minutes", "train_steps", "threads", "date"}
+The text encoder will add its own records ("text-encoder").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+
+import torch
+from _results import append_records
+
+
+def measure_vae(judge, n: int, seed: int, threads: int, record_in_card: bool) -> dict:
+    from minidiff.data import moving_digits
+    from minidiff.eval import judge_videos, psnr
+    from minidiff.pretrained import load_pretrained, update_card
+
+    vae, card = load_pretrained("video-vae")
+    md = moving_digits(n, seed=seed, split="heldout")
+    with torch.no_grad():
+        recon = torch.cat([vae.decode(vae.encode(v)[0]) for v in md.videos.split(100)]).clamp(-1, 1)
+    on_recon = judge_videos(recon, judge, md.digits, md.colours, md.directions).accuracy
+    on_real = judge_videos(md.videos, judge, md.digits, md.colours, md.directions).accuracy
+    rec = {"component": "video-vae", "vae_psnr": round(psnr(recon, md.videos), 2),
+           "judge_all_three_reconstructions": on_recon["all_three"],
+           "judge_per_attribute_reconstructions": {k: on_recon[k] for k in ("digit", "colour", "direction")},
+           "judge_all_three_originals": on_real["all_three"], "n_videos": n, "split": "heldout",
+           "train_minutes": card["train_minutes"], "train_steps": card["train_steps"], "threads": threads,
+           "date": datetime.date.today().isoformat()}
+    print(json.dumps(rec))
+    append_records("video_world", [rec])
+    if record_in_card:
+        update_card("video-vae", {"metrics": {k: rec[k] for k in ("vae_psnr", "judge_all_three_reconstructions",
+                                                                     "judge_per_attribute_reconstructions",
+                                                                     "n_videos", "split")}
+                                  | {"source": f"benchmarks/video_world.py video-vae (seed {seed}), {rec['date']}"}})
+    return rec
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("parts", nargs="*", default=["judge"], choices=["judge", "video-vae"])
+    p.add_argument("--record-in-card", action="store_true", help="also write the VAE's metrics into its card")
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from minidiff.data import moving_digits
+    from minidiff.eval import judge_videos
+    from minidiff.pretrained import load_pretrained
+
+    judge, _ = load_pretrained("digit-classifier")
+    if "video-vae" in a.parts:
+        measure_vae(judge, min(a.n, 1000), a.seed, a.threads, a.record_in_card)
+    if "judge" not in a.parts:
+        return 0
+    for split in ("train", "heldout"):
+        t0 = time.perf_counter()
+        md = moving_digits(a.n, seed=a.seed, split=split)
+        t1 = time.perf_counter()
+        acc = judge_videos(md.videos, judge, md.digits, md.colours, md.directions).accuracy
+        t2 = time.perf_counter()
+        rec = {"component": "judge", "split": split, "n_videos": a.n, **acc,
+               "seconds_per_1000": round((t2 - t1) / a.n * 1000, 2),
+               "generate_seconds_per_1000": round((t1 - t0) / a.n * 1000, 2), "threads": a.threads,
+               "date": datetime.date.today().isoformat()}
+        print(json.dumps(rec))
+        append_records("video_world", [rec])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

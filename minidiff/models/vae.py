@@ -1,0 +1,221 @@
+"""A small causal 3-D VAE for videos (B, C, T, H, W); images are 1-frame videos (B, C, 1, H, W).
+
+    encoder: x -> (mean, logvar), each (B, latent_channels, T_lat, H / s, W / s)
+    z = mean + exp(logvar / 2) * eps                       (the reparameterisation trick)
+    decoder: z -> x_hat (B, C, T, H, W)
+    loss = MSE(x_hat, x) + kl_weight * KL(N(mean, var) || N(0, I))
+
+Causal in time, as in Open-Sora's and CogVideoX's video VAEs: every temporal convolution pads only on the past side,
+so latent frame 0 is computed from video frame 0 alone (an image is a 1-frame video) and each later latent frame
+from frames up to its own. Each temporal downsampling stage maps T -> (T - 1) / 2 + 1, so with
+temporal_compression k (1, 2 or 4) T_lat = (T - 1) / k + 1: 9 frames -> 3 latent frames for k = 4.
+Diffusion then runs on z * scaling_factor, where scaling_factor = 1 / std(z) over the data (so latents have unit
+variance, like the noise they are mixed with).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class VAEConfig:
+    in_channels: int = 3
+    latent_channels: int = 4
+    channels: tuple[int, ...] = (16, 32, 32)  # full resolution, then after each downsampling stage
+    spatial_compression: int = 2  # 1, 2 or 4
+    temporal_compression: int = 4  # 1, 2 or 4
+    kl_weight: float = 1e-3
+    scaling_factor: float = 1.0  # set from data by the recipe after training
+
+    def __post_init__(self) -> None:
+        n = max(_stages(self.spatial_compression, "spatial_compression"),
+                _stages(self.temporal_compression, "temporal_compression"))
+        if len(self.channels) != n + 1 or any(c % 8 for c in self.channels):
+            raise ValueError(f"channels needs {n + 1} entries (full resolution + one per downsampling stage), each a "
+                             f"multiple of 8 (GroupNorm), got {self.channels}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        return cls(**{**d, "channels": tuple(d["channels"])})
+
+
+class CausalConv3d(nn.Module):
+    """A 3-D convolution that pads time on the past side only (repeating the first frame), space on both sides.
+
+    With kernel kt and stride st in time, T -> (T - 1) // st + 1 frames, and output frame i only sees input frames
+    up to i * st.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, int, int] = (3, 3, 3),
+                 stride: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__()
+        self.time_pad = kernel[0] - 1
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kernel[1] // 2, kernel[2] // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_pad:
+            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
+        return self.conv(x)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm with statistics per frame (over channels-in-group, H, W), never across time: a plain GroupNorm
+    on (B, C, T, H, W) would let later frames change how the first one is normalised, breaking causality."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))
+        return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
+class ResBlock3d(nn.Module):
+    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), with causal convolutions (1x1x1 skip when channels change)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1, self.conv1 = FrameGroupNorm(8, cin), CausalConv3d(cin, cout)
+        self.norm2, self.conv2 = FrameGroupNorm(8, cout), CausalConv3d(cout, cout)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+def _stages(factor: int, name: str) -> int:
+    if factor not in (1, 2, 4):
+        raise ValueError(f"{name} must be 1, 2 or 4, got {factor!r}")
+    return int(math.log2(factor))
+
+
+def _stage_counts(cfg: VAEConfig) -> tuple[int, int]:
+    return _stages(cfg.spatial_compression, "spatial_compression"), \
+        _stages(cfg.temporal_compression, "temporal_compression")
+
+
+class Encoder(nn.Module):
+    """A per-frame conv at full resolution, then one stage per downsampling (a strided causal 3x3x3 conv and a
+    residual block), then (mean, logvar)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        ch, (s_st, t_st) = cfg.channels, _stage_counts(cfg)
+        layers: list[nn.Module] = [CausalConv3d(cfg.in_channels, ch[0], (1, 3, 3))]
+        for i in range(len(ch) - 1):
+            st, ss = (2 if i < t_st else 1), (2 if i < s_st else 1)
+            layers += [CausalConv3d(ch[i], ch[i + 1], (3, 3, 3), (st, ss, ss)), ResBlock3d(ch[i + 1], ch[i + 1])]
+        if len(ch) == 1:
+            layers.append(ResBlock3d(ch[0], ch[0]))
+        layers += [FrameGroupNorm(8, ch[-1]), nn.SiLU(), CausalConv3d(ch[-1], 2 * cfg.latent_channels, (1, 3, 3))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.net(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour upsampling by (t, s, s), then a causal conv. In time, frame 0 is not duplicated:
+    T -> 2T - 1 (the inverse of the encoder's (T - 1) / 2 + 1)."""
+
+    def __init__(self, cin: int, cout: int, t: int, s: int):
+        super().__init__()
+        self.t, self.s = t, s
+        self.conv = CausalConv3d(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=(self.t, self.s, self.s), mode="nearest")
+        if self.t > 1:
+            x = x[:, :, self.t - 1:]
+        return self.conv(x)
+
+
+class Decoder(nn.Module):
+    """The encoder's mirror: a residual block on the latents, one upsampling stage per downsampling, a per-frame
+    conv back to pixels."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        ch, (s_st, t_st) = cfg.channels, _stage_counts(cfg)
+        layers: list[nn.Module] = [CausalConv3d(cfg.latent_channels, ch[-1], (1, 3, 3)), ResBlock3d(ch[-1], ch[-1])]
+        for i in reversed(range(len(ch) - 1)):
+            layers.append(Upsample(ch[i + 1], ch[i], 2 if i < t_st else 1, 2 if i < s_st else 1))
+            if i > 0:
+                layers.append(ResBlock3d(ch[i], ch[i]))
+        layers += [FrameGroupNorm(8, ch[0]), nn.SiLU(), CausalConv3d(ch[0], cfg.in_channels, (1, 3, 3))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class VAEOutput:
+    recon: torch.Tensor
+    mean: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)) per element = 0.5 (mean^2 + var - 1 - logvar); always >= 0."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+class VideoVAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder, self.decoder = Encoder(config), Decoder(config)
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(latent_channels, T_lat, H / s, W / s) for a video of `frames` x height x width, checking the sizes fit."""
+        cfg = self.config
+        k, s = cfg.temporal_compression, cfg.spatial_compression
+        if (frames - 1) % k:
+            raise ValueError(f"a causal VAE with temporal compression {k} needs T = {k}n + 1 frames (1, {k + 1}, "
+                             f"{2 * k + 1}, ...), got T = {frames}")
+        if height % s or width % s:
+            raise ValueError(f"height and width must be divisible by the spatial compression {s}, got "
+                             f"{height}x{width}")
+        return cfg.latent_channels, (frames - 1) // k + 1, height // s, width // s
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected videos (B, {self.config.in_channels}, T, H, W) (images as T = 1), got shape "
+                             f"{tuple(x.shape)}")
+        self.latent_shape(*x.shape[2:])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, T, H, W) in [-1, 1] -> (mean, logvar) of q(z | x)."""
+        self._check(x)
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_channels, T_lat, h, w), unscaled -> x_hat (B, C, T, H, W)."""
+        if z.ndim != 5 or z.shape[1] != self.config.latent_channels:
+            raise ValueError(f"expected latents (B, {self.config.latent_channels}, T_lat, h, w), got shape "
+                             f"{tuple(z.shape)}")
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        mean, logvar = self.encode(x)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)
+        z = mean + torch.exp(0.5 * logvar) * eps
+        return VAEOutput(self.decode(z), mean, logvar, z)
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """MSE reconstruction + kl_weight * mean KL (both averaged per element)."""
+        out = self(x, generator)
+        return F.mse_loss(out.recon, x) + self.config.kl_weight * kl_divergence(out.mean, out.logvar).mean()
