@@ -162,6 +162,11 @@ def caption(digit: int, colour: int, direction: int) -> str:
     return f"a {COLOUR_NAMES[colour]} {digit} moving {DIRECTION_NAMES[direction]}"
 
 
+def caption_words() -> list[str]:
+    """Every word the caption grammar uses: the vocabulary of the text encoder."""
+    return ["a", "moving", *[str(d) for d in range(10)], *COLOUR_NAMES, *DIRECTION_NAMES]
+
+
 def _allowed_combos(split: str) -> torch.Tensor:
     combos = [(d, c, m) for d in range(10) for c in range(len(COLOUR_NAMES)) for m in range(len(DIRECTION_NAMES))]
     keep = [x for x in combos if (x in HELDOUT_COMBOS) == (split == "heldout")]

@@ -1,0 +1,108 @@
+"""A tiny text encoder for prompts like "a red 3 moving left": word-level tokenizer + a small CLIP text Transformer.
+
+Open-Sora conditions on two text encoders: T5 gives a *sequence* of token embeddings (`txt`, attended to by the
+video tokens) and CLIP a single *pooled* vector (`y_vec`, added to the timestep embedding). One small Hugging Face
+`CLIPTextModel` gives both here: `last_hidden_state` plays the T5 role, `pooler_output` (the hidden state at the
+end-of-text token) the CLIP role. It is trained CLIP-style (`clip_loss`) against videos.
+
+    tokenizer:  "a red 3 moving left" -> [BOS] a red 3 moving left [EOS] [PAD] ...   (ids, attention mask)
+    encoder:    ids -> txt (B, L, D), y_vec (B, D)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+
+
+def build_tokenizer(words: list[str], max_length: int = 8):
+    """A word-level `tokenizers` tokenizer over SPECIAL_TOKENS + sorted(words), wrapped as a `transformers`
+    PreTrainedTokenizerFast that adds [BOS] ... [EOS] and pads to max_length."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(list(SPECIAL_TOKENS) + sorted(set(w.lower() for w in words)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = TemplateProcessing(single="[BOS] $A [EOS]",
+                                            special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]",
+                                   eos_token="[EOS]", model_max_length=max_length)
+
+
+def tokenize(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (B, max_length). "" is valid (the null text for guidance). A word outside
+    the vocabulary, or a prompt too long, is a ValueError that says which and lists the known words."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    known = [w for w in tokenizer.get_vocab() if w not in SPECIAL_TOKENS]
+    for p in prompts:
+        unknown = [w for w in p.lower().split() if w not in tokenizer.get_vocab() or w in SPECIAL_TOKENS]
+        if unknown:
+            raise ValueError(f"unknown word(s) {unknown} in prompt {p!r}; the text encoder knows only: "
+                             f"{' '.join(sorted(known))}")
+        if len(p.split()) + 2 > tokenizer.model_max_length:
+            raise ValueError(f"prompt {p!r} has {len(p.split())} words; at most {tokenizer.model_max_length - 2} fit")
+    enc = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@dataclass
+class TextEncoderConfig:
+    words: list[str] = field(default_factory=list)  # the vocabulary (besides SPECIAL_TOKENS)
+    max_length: int = 8
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextEncoderConfig:
+        return cls(**d)
+
+
+class TextEncoder(nn.Module):
+    """prompts -> (txt (B, L, D) token sequence, y_vec (B, D) pooled at [EOS]) with a small CLIPTextModel."""
+
+    def __init__(self, config: TextEncoderConfig):
+        super().__init__()
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        if not config.words:
+            raise ValueError("TextEncoderConfig.words is empty: give the vocabulary, e.g. data.caption_words()")
+        self.config = config
+        self.tokenizer = build_tokenizer(config.words, config.max_length)
+        vocab = self.tokenizer.get_vocab()
+        self.model = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(vocab), hidden_size=config.hidden_size, intermediate_size=4 * config.hidden_size,
+            num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+            max_position_embeddings=config.max_length, pad_token_id=vocab["[PAD]"], bos_token_id=vocab["[BOS]"],
+            eos_token_id=vocab["[EOS]"]))
+
+    def forward(self, prompts: list[str] | str) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = tokenize(self.tokenizer, prompts)
+        device = next(self.parameters()).device
+        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+        return out.last_hidden_state, out.pooler_output
+
+
+def clip_loss(text_emb: torch.Tensor, video_emb: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss: with unit-normalised embeddings and logits = scale * t @ v^T, the i-th text
+    should pick the i-th video among the batch and vice versa:
+        loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2."""
+    if text_emb.shape != video_emb.shape or text_emb.ndim != 2:
+        raise ValueError(f"expected two (B, D) embeddings of the same shape, got {tuple(text_emb.shape)} and "
+                         f"{tuple(video_emb.shape)}")
+    t, v = F.normalize(text_emb, dim=-1), F.normalize(video_emb, dim=-1)
+    logits = logit_scale * t @ v.T
+    target = torch.arange(len(t), device=t.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

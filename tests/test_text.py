@@ -1,0 +1,78 @@
+"""The tiny text encoder: word-level tokenizer (Hugging Face tokenizers/transformers), CLIPTextModel, CLIP loss."""
+
+import pytest
+import torch
+
+from minidiff.data import caption, caption_words, moving_digits
+from minidiff.models.text import TextEncoder, TextEncoderConfig, build_tokenizer, clip_loss, tokenize
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return TextEncoder(TextEncoderConfig(words=caption_words())).eval()
+
+
+def test_every_caption_round_trips_through_the_tokenizer():
+    tok = build_tokenizer(caption_words())
+    caps = sorted({caption(d, c, m) for d in range(10) for c in range(6) for m in range(4)})
+    ids, mask = tokenize(tok, caps)
+    assert ids.shape == mask.shape == (240, 8)
+    assert (ids[:, 0] == tok.bos_token_id).all() and (mask.sum(1) == 7).all()  # [BOS] + 5 words + [EOS]
+    assert tok.batch_decode(ids, skip_special_tokens=True) == caps
+    assert tok.unk_token_id not in ids.tolist()
+
+
+def test_empty_prompt_is_the_null_text(encoder):
+    ids, mask = tokenize(encoder.tokenizer, [""])
+    assert ids[0, :2].tolist() == [encoder.tokenizer.bos_token_id, encoder.tokenizer.eos_token_id]
+    assert mask[0].tolist() == [1, 1] + [0] * 6
+    with torch.no_grad():
+        txt, y_vec = encoder(["", "a red 3 moving left"])
+    assert txt.shape == (2, 8, 64) and y_vec.shape == (2, 64)
+    assert not torch.allclose(y_vec[0], y_vec[1])
+
+
+def test_unknown_words_and_long_prompts_are_clear_errors(encoder):
+    with pytest.raises(ValueError, match=r"unknown word\(s\) \['purple'\].*knows only: 0 1 2 .* yellow"):
+        encoder(["a purple 3 moving left"])
+    with pytest.raises(ValueError, match="at most 6 fit"):
+        tokenize(encoder.tokenizer, ["a red 3 moving left a red"])
+    with pytest.raises(ValueError, match=r"\['\[eos\]'\]|unknown"):
+        tokenize(encoder.tokenizer, ["[EOS]"])
+    with pytest.raises(ValueError, match="words is empty"):
+        TextEncoder(TextEncoderConfig())
+
+
+def test_prompts_are_case_insensitive_and_padding_does_not_change_the_pooled_vector(encoder):
+    with torch.no_grad():
+        _, a = encoder(["a red 3 moving left"])
+        _, b = encoder(["A Red 3 Moving LEFT"])
+    torch.testing.assert_close(a, b)
+    # the pooled vector sits at [EOS]; what follows it (padding) cannot change it
+    ids, mask = tokenize(encoder.tokenizer, ["a red 3"])
+    other = ids.clone()
+    other[mask == 0] = 5
+    with torch.no_grad():
+        p1 = encoder.model(input_ids=ids, attention_mask=mask).pooler_output
+        p2 = encoder.model(input_ids=other, attention_mask=mask).pooler_output
+    torch.testing.assert_close(p1, p2)
+
+
+def test_clip_loss_prefers_matched_pairs():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(16, 32, generator=g)
+    matched = clip_loss(v + 0.01 * torch.randn(16, 32, generator=g), v, 20.0)
+    shuffled = clip_loss(v[torch.randperm(16, generator=g)], v, 20.0)
+    assert matched < 0.05 < shuffled
+    t = torch.randn(16, 32, generator=g)
+    torch.testing.assert_close(clip_loss(t, v, 10.0), clip_loss(v, t, 10.0))  # symmetric in its two inputs
+    with pytest.raises(ValueError, match="same shape"):
+        clip_loss(t, v[:8], 1.0)
+
+
+def test_captions_of_the_video_world_all_encode(encoder):
+    md = moving_digits(32, seed=0)
+    with torch.no_grad():
+        txt, y_vec = encoder(md.captions)
+    assert txt.shape == (32, 8, 64) and torch.isfinite(y_vec).all()
