@@ -1,13 +1,15 @@
-"""Measurements of the text-to-video world's parts (issue 6): so far, the video judge on real generated videos.
+"""Measurements of the text-to-video world's parts: the video judge, the video VAE, the text encoder (tiny CLIP).
 
-usage: python benchmarks/video_world.py [judge] [video-vae] [--n 5000] [--seed 100] [--threads 2] [--record-in-card]
+usage: python benchmarks/video_world.py [judge] [video-vae] [text-encoder] [--n 5000] [--seed 100] [--threads 2]
+                                        [--record-in-card]
 Appends to benchmarks/results/video_world.json:
   judge, per split ("train" / "heldout" combinations): {"component": "judge", "split", "n_videos", "digit",
     "colour", "direction", "all_three", "seconds_per_1000", "generate_seconds_per_1000", "threads", "date"}
   video-vae, on held-out-combination videos reconstructed from their latent means: {"component": "video-vae",
     "vae_psnr", "judge_all_three_reconstructions", "judge_per_attribute_reconstructions", "judge_all_three_originals",
     "n_videos", "train_minutes", "train_steps", "threads", "date"}
-The text encoder will add its own records ("text-encoder").
+  text-encoder (the tiny CLIP), per split: {"component": "text-encoder", "split", "retrieval_top1" (the video's own
+    caption is the most similar of all 240), "n_videos", "train_minutes", "train_steps", "threads", "date"}
 """
 
 from __future__ import annotations
@@ -49,9 +51,26 @@ def measure_vae(judge, n: int, seed: int, threads: int, record_in_card: bool) ->
     return rec
 
 
+def measure_text_encoder(n: int, seed: int, threads: int) -> None:
+    from minidiff.data import moving_digits
+    from minidiff.pretrained import load_pretrained
+    from minidiff.recipes import encode_videos, retrieval_top1
+
+    clip, card = load_pretrained("text-encoder")
+    vae, _ = load_pretrained("video-vae")
+    for split in ("train", "heldout"):
+        md = moving_digits(n, seed=seed, split=split)
+        acc = retrieval_top1(clip, encode_videos(vae, md.videos), md.digits * 24 + md.colours * 4 + md.directions)
+        rec = {"component": "text-encoder", "split": split, "retrieval_top1": round(acc, 4), "n_videos": n,
+               "train_minutes": card["train_minutes"], "train_steps": card["train_steps"], "threads": threads,
+               "date": datetime.date.today().isoformat()}
+        print(json.dumps(rec))
+        append_records("video_world", [rec])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("parts", nargs="*", default=["judge"], choices=["judge", "video-vae"])
+    p.add_argument("parts", nargs="*", default=["judge"], choices=["judge", "video-vae", "text-encoder"])
     p.add_argument("--record-in-card", action="store_true", help="also write the VAE's metrics into its card")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--seed", type=int, default=100)
@@ -65,6 +84,8 @@ def main() -> int:
     judge, _ = load_pretrained("digit-classifier")
     if "video-vae" in a.parts:
         measure_vae(judge, min(a.n, 1000), a.seed, a.threads, a.record_in_card)
+    if "text-encoder" in a.parts:
+        measure_text_encoder(min(a.n, 1000), a.seed, a.threads)
     if "judge" not in a.parts:
         return 0
     for split in ("train", "heldout"):

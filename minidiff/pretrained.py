@@ -17,7 +17,7 @@ import torch.nn as nn
 from . import checkpoint
 from .eval import ClassifierConfig, DigitClassifier
 from .models.dit import DiT, DiTConfig
-from .models.text import TextEncoder, TextEncoderConfig
+from .models.text import TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAEConfig, VideoVAE
 
@@ -26,7 +26,7 @@ KINDS: dict[str, tuple[type, type]] = {
     "unet": (UNetConfig, UNet),
     "dit": (DiTConfig, DiT),
     "vae": (VAEConfig, VideoVAE),
-    "text-encoder": (TextEncoderConfig, TextEncoder),
+    "tiny-clip": (TinyCLIPConfig, TinyCLIP),
     "digit-classifier": (ClassifierConfig, DigitClassifier),
 }
 

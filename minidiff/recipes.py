@@ -5,6 +5,7 @@
     python -m minidiff.recipes flow-digits [--minutes 5]
     python -m minidiff.recipes dit-digits [--minutes 5]
     python -m minidiff.recipes video-vae [--minutes 12]
+    python -m minidiff.recipes text-encoder [--minutes 3]      # needs video-vae
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
@@ -20,6 +21,7 @@ from . import ddpm, flow
 from .data import load_digits
 from .eval import class_accuracy, train_classifier
 from .models.dit import DiT, DiTConfig
+from .models.text import TextEncoderConfig, TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAEConfig, VideoVAE
 from .pretrained import save_pretrained
@@ -61,6 +63,15 @@ VIDEO_VAE = {
     "train": TrainConfig(steps=100_000, batch_size=8, lr=2e-3, ema_decay=0.995, grad_clip=1.0, max_minutes=12.0,
                          seed=0, bf16=False, log_every=25),
     "n_videos": 8000,
+}
+
+
+TEXT_ENCODER = {
+    "clip": TinyCLIPConfig(text=TextEncoderConfig(words=[], max_length=8, hidden_size=64, num_layers=2, num_heads=4),
+                           latent_channels=4, video_width=64, embed_dim=64),
+    "train": TrainConfig(steps=100_000, batch_size=64, lr=1e-3, ema_decay=0.99, grad_clip=1.0, max_minutes=3.0,
+                         seed=0, bf16=False, log_every=25),
+    "n_videos": 6000,
 }
 
 
@@ -156,6 +167,57 @@ def video_vae(minutes: float | None = None, steps: int | None = None, progress: 
     return result, recipe
 
 
+def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torch.Tensor:
+    """Scaled latent means z * scaling_factor of videos (N, 3, T, H, W), in batches, without gradients."""
+    with torch.no_grad():
+        return torch.cat([vae.encode(v)[0] for v in videos.split(batch)]) * vae.config.scaling_factor
+
+
+def caption_table() -> list[str]:
+    """All 240 captions, indexed by digit * 24 + colour * 4 + direction."""
+    from .data import COLOUR_NAMES, DIRECTION_NAMES, caption
+
+    return [caption(d, c, m) for d in range(10) for c in range(len(COLOUR_NAMES)) for m in range(len(DIRECTION_NAMES))]
+
+
+def retrieval_top1(clip: TinyCLIP, latents: torch.Tensor, caption_index: torch.Tensor) -> float:
+    """Fraction of videos whose most similar caption, among all 240, is their own."""
+    with torch.no_grad():
+        sims = clip.embed_video(latents) @ clip.embed_text(caption_table()).T
+    return float((sims.argmax(1) == caption_index).float().mean())
+
+
+def text_encoder(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+                 checkpoint_path: str | None = None):
+    """Lesson 07's tiny CLIP: the text encoder trained contrastively against the shipped video VAE's latents of
+    moving digits (train combinations). Returns (TrainResult, recipe dict, metrics)."""
+    from .data import caption_words, moving_digits
+    from .pretrained import load_pretrained
+
+    r = TEXT_ENCODER
+    seed_everything(r["train"].seed)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    vae, _ = load_pretrained("video-vae")
+    md = moving_digits(r["n_videos"], seed=2, split="train")
+    latents = encode_videos(vae, md.videos)
+    index = md.digits * 24 + md.colours * 4 + md.directions
+    table = caption_table()
+    config = TinyCLIPConfig.from_dict(r["clip"].to_dict())
+    config.text.words = caption_words()
+    result = train(TinyCLIP(config), lambda m, x, y, g: m.loss(x, [table[i] for i in y.tolist()]),
+                   (latents, index), cfg, progress=progress)
+    clip = result.ema.eval()
+    metrics = {}
+    for split in ("train", "heldout"):
+        ev = moving_digits(500, seed=3, split=split)
+        metrics[f"retrieval_top1_{split}"] = round(retrieval_top1(
+            clip, encode_videos(vae, ev.videos), ev.digits * 24 + ev.colours * 4 + ev.directions), 4)
+    metrics["source"] = "recipes.text_encoder: 500 videos per split (seed 3), top-1 caption among all 240"
+    recipe = {"data": f"{r['n_videos']} moving-digit videos (train split, seed 2) as video-vae latents",
+              "train": _public(cfg)}
+    return result, recipe, metrics
+
+
 def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
     """L_simple with labels replaced by the null class with probability `label_dropout` (ready for CFG)."""
 
@@ -203,12 +265,18 @@ def digit_classifier(progress: bool = True):
 
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits", "video-vae"])
+    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits", "video-vae",
+                                    "text-encoder"])
     p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
     a = p.parse_args(argv)
     if a.name == "digit-classifier":
         _, card = digit_classifier()
         print(card)
+    elif a.name == "text-encoder":
+        result, recipe, metrics = text_encoder(minutes=a.minutes)
+        card = _card("text-encoder", result, recipe) | {"metrics": metrics}
+        save_pretrained("text-encoder", result.ema, "tiny-clip", card)
+        print({k: v for k, v in card.items() if k != "recipe_config"})
     elif a.name == "video-vae":
         result, recipe = video_vae(minutes=a.minutes)
         card = _card("video-vae", result, recipe)

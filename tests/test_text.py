@@ -76,3 +76,33 @@ def test_captions_of_the_video_world_all_encode(encoder):
     with torch.no_grad():
         txt, y_vec = encoder(md.captions)
     assert txt.shape == (32, 8, 64) and torch.isfinite(y_vec).all()
+
+
+def test_tiny_clip_towers_and_loss():
+    from minidiff.models.text import LatentVideoEncoder, TinyCLIP, TinyCLIPConfig
+
+    clip = TinyCLIP(TinyCLIPConfig(text=TextEncoderConfig(words=caption_words())))
+    z = torch.randn(3, 4, 3, 16, 16)
+    v = clip.embed_video(z)
+    t = clip.embed_text(["a red 3 moving left", "a blue 7 moving up", ""])
+    assert v.shape == t.shape == (3, 64)
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(3))
+    loss = clip.loss(z, ["a red 3 moving left", "a blue 7 moving up", "a green 1 moving down"])
+    loss.backward()
+    assert clip.logit_scale.grad is not None and torch.isfinite(loss)
+    assert TinyCLIPConfig.from_dict(clip.config.to_dict()) == clip.config
+    with pytest.raises(ValueError, match="expected latents"):
+        LatentVideoEncoder()(torch.randn(3, 4, 16, 16))
+
+
+def test_shipped_text_encoder_retrieves_captions_as_its_card_says():
+    from minidiff.pretrained import load_pretrained
+    from minidiff.recipes import encode_videos, retrieval_top1
+
+    clip, card = load_pretrained("text-encoder")
+    vae, _ = load_pretrained("video-vae")
+    assert card["recipe"] == "text-encoder" and card["train_minutes"] <= 5
+    ev = moving_digits(300, seed=4, split="train")  # other videos than the card's 500
+    acc = retrieval_top1(clip, encode_videos(vae, ev.videos), ev.digits * 24 + ev.colours * 4 + ev.directions)
+    assert acc >= card["metrics"]["retrieval_top1_train"] - 0.06, acc
+    assert acc > 20 / 240  # far above chance (1 / 240) in any case

@@ -106,3 +106,63 @@ def clip_loss(text_emb: torch.Tensor, video_emb: torch.Tensor, logit_scale: torc
     logits = logit_scale * t @ v.T
     target = torch.arange(len(t), device=t.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+# ------------------------------------------------------------------------------------- the tiny CLIP (training)
+
+
+class LatentVideoEncoder(nn.Module):
+    """The video tower of the tiny CLIP: VAE latents (B, C, T, h, w) -> (B, embed_dim).
+
+    Three 3-D convolutions (the last two halve h and w), SiLU, global average pooling, a Linear."""
+
+    def __init__(self, latent_channels: int = 4, width: int = 64, embed_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv3d(latent_channels, width, 3, padding=1), nn.SiLU(),
+            nn.Conv3d(width, width, 3, stride=(1, 2, 2), padding=1), nn.SiLU(),
+            nn.Conv3d(width, width, 3, stride=(1, 2, 2), padding=1), nn.SiLU())
+        self.proj = nn.Linear(width, embed_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 5:
+            raise ValueError(f"expected latents (B, C, T, h, w), got shape {tuple(z.shape)}")
+        return self.proj(self.net(z).mean(dim=(2, 3, 4)))
+
+
+@dataclass
+class TinyCLIPConfig:
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    latent_channels: int = 4
+    video_width: int = 64
+    embed_dim: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TinyCLIPConfig:
+        return cls(**{**d, "text": TextEncoderConfig.from_dict(d["text"])})
+
+
+class TinyCLIP(nn.Module):
+    """A text tower (TextEncoder, pooled y_vec -> Linear) and a video tower (LatentVideoEncoder) trained with
+    `clip_loss` and a learned temperature, as in CLIP (Radford et al. 2021)."""
+
+    def __init__(self, config: TinyCLIPConfig):
+        super().__init__()
+        self.config = config
+        self.text_encoder = TextEncoder(config.text)
+        self.text_proj = nn.Linear(config.text.hidden_size, config.embed_dim)
+        self.video_encoder = LatentVideoEncoder(config.latent_channels, config.video_width, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07), CLIP's initial temperature
+
+    def embed_text(self, prompts: list[str]) -> torch.Tensor:
+        return F.normalize(self.text_proj(self.text_encoder(prompts)[1]), dim=-1)
+
+    def embed_video(self, latents: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.video_encoder(latents), dim=-1)
+
+    def loss(self, latents: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        scale = self.logit_scale.clamp(max=4.6052).exp()  # temperature >= 0.01, as CLIP clips it
+        return clip_loss(self.embed_text(prompts), self.embed_video(latents), scale)
