@@ -180,7 +180,8 @@ def train(
     stopped_by = "steps"
     live_plot = LivePlot() if config.live_plot else None
     use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
-    bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress)
+    budget = f" (stops after {config.max_minutes:g} min)" if config.max_minutes is not None else ""
+    bar = tqdm(total=config.steps, initial=step, desc="training" + budget, disable=not progress)
     try:
         while step < config.steps:
             if config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes:
@@ -206,7 +207,11 @@ def train(
             step += 1
             bar.update(1)
             if step % config.log_every == 0:
-                bar.set_postfix(loss=f"{sum(losses[-config.log_every:]) / config.log_every:.4f}")
+                info = {"loss": f"{sum(losses[-config.log_every:]) / config.log_every:.4f}"}
+                if config.max_minutes is not None:  # the time budget, not the step count, ends these runs
+                    left = max(0.0, config.max_minutes * 60 - (time.perf_counter() - start))
+                    info["time_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+                bar.set_postfix(info)
             if live_plot is not None and step % config.plot_every == 0:
                 live_plot(losses, step)
             if path and step % config.checkpoint_every == 0:
