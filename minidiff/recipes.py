@@ -263,39 +263,38 @@ def digit_classifier(progress: bool = True):
     return judge, card
 
 
+def _run_ddpm_digits(minutes):
+    result, _, recipe = ddpm_digits(minutes=minutes)
+    return result, recipe, "unet", None
+
+
+def _run_text_encoder(minutes):
+    result, recipe, metrics = text_encoder(minutes=minutes)
+    return result, recipe, "tiny-clip", metrics
+
+
+# name -> (minutes -> (TrainResult, recipe dict, model kind, metrics or None)), for the command line
+_RUNS = {
+    "ddpm-digits": _run_ddpm_digits,
+    "flow-digits": lambda minutes: (*flow_digits(minutes=minutes), "unet", None),
+    "dit-digits": lambda minutes: (*dit_digits(minutes=minutes), "dit", None),
+    "video-vae": lambda minutes: (*video_vae(minutes=minutes), "vae", None),
+    "text-encoder": _run_text_encoder,
+}
+
+
 def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["digit-classifier", "ddpm-digits", "flow-digits", "dit-digits", "video-vae",
-                                    "text-encoder"])
+    p.add_argument("name", choices=["digit-classifier", *_RUNS])
     p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
     a = p.parse_args(argv)
     if a.name == "digit-classifier":
         _, card = digit_classifier()
         print(card)
-    elif a.name == "text-encoder":
-        result, recipe, metrics = text_encoder(minutes=a.minutes)
-        card = _card("text-encoder", result, recipe) | {"metrics": metrics}
-        save_pretrained("text-encoder", result.ema, "tiny-clip", card)
-        print({k: v for k, v in card.items() if k != "recipe_config"})
-    elif a.name == "video-vae":
-        result, recipe = video_vae(minutes=a.minutes)
-        card = _card("video-vae", result, recipe)
-        save_pretrained("video-vae", result.ema, "vae", card)
-        print({k: v for k, v in card.items() if k != "recipe_config"})
-    elif a.name == "dit-digits":
-        result, recipe = dit_digits(minutes=a.minutes)
-        card = _card("dit-digits", result, recipe)
-        save_pretrained("dit-digits", result.ema, "dit", card)
-        print({k: v for k, v in card.items() if k != "recipe_config"})
-    elif a.name == "flow-digits":
-        result, recipe = flow_digits(minutes=a.minutes)
-        card = _card("flow-digits", result, recipe)
-        save_pretrained("flow-digits", result.ema, "unet", card)
-        print({k: v for k, v in card.items() if k != "recipe_config"})
     else:
-        result, schedule, recipe = ddpm_digits(minutes=a.minutes)
-        card = _card("ddpm-digits", result, recipe)
-        save_pretrained("ddpm-digits", result.ema, "unet", card)
+        result, recipe, kind, metrics = _RUNS[a.name](a.minutes)
+        card = _card(a.name, result, recipe) | ({"metrics": metrics} if metrics else {})
+        save_pretrained(a.name, result.ema, kind, card)
         print({k: v for k, v in card.items() if k != "recipe_config"})
     return 0
 

@@ -89,3 +89,11 @@ def check_image_batch(x: torch.Tensor, name: str = "x", channels: tuple[int, ...
             f"shape {tuple(x.shape)}.{hint}"
         )
     return x
+
+
+def check_denoiser_input(model_name: str, x: torch.Tensor, t: torch.Tensor, channels: int, size: int) -> None:
+    """The checks every image denoiser makes on model(x, t, ...): x is (B, channels, size, size), t is (B,)."""
+    if x.ndim != 4 or x.shape[1:] != (channels, size, size):
+        raise ValueError(f"{model_name} expects x of shape (B, {channels}, {size}, {size}), got {tuple(x.shape)}")
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")

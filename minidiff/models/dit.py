@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils import check_denoiser_input
 from .layers import timestep_embedding
 
 # ------------------------------------------------------------------------------------------------- patches
@@ -241,13 +242,7 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W); t: (B,) timesteps (flow matching passes t * 1000); y: (B,) labels, None = null label."""
         cfg = self.config
-        if x.ndim != 4 or x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
-            raise ValueError(
-                f"DiT expects x of shape (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), "
-                f"got {tuple(x.shape)}"
-            )
-        if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        check_denoiser_input("DiT", x, t, cfg.in_channels, cfg.image_size)
         h = self.x_embedder(patchify(x, cfg.patch_size)) + self.pos_embed
         c = self.t_embedder(t)
         if self.y_embedder is not None:

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils import check_denoiser_input
 from .layers import timestep_embedding
 
 
@@ -100,13 +101,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) noisy images; t: (B,) timesteps; y: (B,) labels 0..num_classes-1 (num_classes = null)."""
         cfg = self.config
-        if x.ndim != 4 or x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
-            raise ValueError(
-                f"UNet expects x of shape (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), "
-                f"got {tuple(x.shape)}"
-            )
-        if t.ndim != 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        check_denoiser_input("UNet", x, t, cfg.in_channels, cfg.image_size)
         c = self.time_mlp(timestep_embedding(t, cfg.channels[0]))
         if self.class_emb is not None:
             if y is None:
