@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import ddim, ddpm, flow, guidance, schedules
-from .models import dit
+from .models import dit, text, vae
 
 
 class CheckFailed(AssertionError):
@@ -488,6 +488,168 @@ def check_cfg_combine(fn: Callable) -> None:
                 hint = "scale = 1 must give cond and scale = 0 must give uncond"
             raise CheckFailed(f"{name}: wrong result with scale {scale}. Hint: {hint}.")
     _ok(name, "uncond + scale * (cond - uncond) for scales 0, 1, 2.5 and 5")
+
+
+# ----------------------------------------------------------------------------------------------- lesson 06 checks
+
+
+def check_reparameterize(fn: Callable) -> None:
+    """fn(mean, logvar, noise) -> z = mean + exp(logvar / 2) * noise."""
+    name = "reparameterize"
+    g = torch.Generator().manual_seed(61)
+    mean, logvar, noise = (torch.randn(4, 3, 2, 5, 5, generator=g) for _ in range(3))
+    out = _as_tensor(_call(fn, name, mean.clone(), logvar.clone(), noise.clone()), name, tuple(mean.shape))
+    if _close(out, vae.reparameterize(mean, logvar, noise)):
+        _ok(name, "z = mean + exp(logvar / 2) * noise, elementwise, for latents of shape (4, 3, 2, 5, 5)")
+        return
+    m, lv, e = mean.double(), logvar.double(), noise.double()
+    if _close(out, m + lv.exp() * e):
+        hint = "exp(logvar) is the variance; multiply the noise by the standard deviation exp(logvar / 2)"
+    elif _close(out, m + lv * e) or _close(out, m + (0.5 * lv) * e):
+        hint = "logvar is a log: the standard deviation is exp(logvar / 2), not logvar itself"
+    elif _close(out, m + lv.exp().sqrt()):
+        hint = "you forgot the noise: z must be random, mean + sigma * noise"
+    else:
+        hint = "z = mean + sigma * noise with sigma = exp(0.5 * logvar)"
+    raise CheckFailed(f"{name}: wrong z. Hint: {hint}.")
+
+
+def check_kl_divergence(fn: Callable) -> None:
+    """fn(mean, logvar) -> KL(N(mean, exp(logvar)) || N(0, 1)) per element, same shape as mean."""
+    name = "kl_divergence"
+    g = torch.Generator().manual_seed(62)
+    mean, logvar = torch.randn(3, 4, 6, generator=g), torch.randn(3, 4, 6, generator=g)
+    out = _as_tensor(_call(fn, name, mean.clone(), logvar.clone()), name, tuple(mean.shape))
+    m, lv = mean.double(), logvar.double()
+    if _close(out, vae.kl_divergence(m, lv)):
+        zero = _as_tensor(_call(fn, name, torch.zeros(2, 3), torch.zeros(2, 3)), name, (2, 3))
+        if _close(zero, torch.zeros(2, 3)):
+            _ok(name, "0.5 (mean^2 + exp(logvar) - 1 - logvar) per element; 0 exactly when q = N(0, 1)")
+            return
+    if _close(out, m.pow(2) + lv.exp() - 1 - lv):
+        hint = "missing the factor 0.5 in front"
+    elif _close(out, 0.5 * (m.pow(2) + lv.exp() - 1 + lv)):
+        hint = "the sign of the logvar term: KL = 0.5 (mean^2 + var - 1 - log var)"
+    elif _close(out, 0.5 * (m.pow(2) + lv - 1 - lv.exp())):
+        hint = "logvar and var are swapped: var = exp(logvar)"
+    elif out.numel() and not bool((out >= -1e-9).all()):
+        hint = "a KL divergence is never negative; some of your values are"
+    else:
+        hint = "KL = 0.5 (mean^2 + exp(logvar) - 1 - logvar), elementwise, without summing"
+    raise CheckFailed(f"{name}: wrong KL for mean, logvar of shape (3, 4, 6). Hint: {hint}.")
+
+
+def check_causal_pad(fn: Callable) -> None:
+    """fn(x, time_pad) -> (B, C, time_pad + T, H, W): time_pad copies of frame 0 in front of the video."""
+    name = "causal_pad"
+    g = torch.Generator().manual_seed(63)
+    for shape, pad in [((2, 3, 5, 4, 4), 2), ((1, 2, 1, 3, 3), 2), ((1, 1, 9, 2, 2), 1), ((1, 1, 3, 2, 2), 0)]:
+        x = torch.randn(shape, generator=g)
+        want = vae.causal_pad(x, pad)
+        out = _as_tensor(_call(fn, name, x.clone(), pad), f"{name}(x of shape {shape}, time_pad={pad})",
+                         tuple(want.shape))
+        if _close(out, want, atol=0, rtol=0):
+            continue
+        xd = x.double()
+        if pad and _close(out, torch.cat([xd, xd[:, :, -1:].expand(-1, -1, pad, -1, -1)], 2)):
+            hint = "you padded the future side: the copies go in front (before frame 0), not after the last frame"
+        elif pad and _close(out, torch.cat([torch.zeros_like(xd[:, :, :pad]), xd], 2)):
+            hint = "zeros would also be causal, but here we repeat frame 0 (x[:, :, :1]) so a still video stays still"
+        elif pad and _close(out, torch.cat([xd[:, :, :pad], xd], 2)):
+            hint = "those are frames 0..time_pad-1; repeat frame 0 itself, time_pad times"
+        else:
+            hint = "torch.cat([x[:, :, :1].expand(-1, -1, time_pad, -1, -1), x], dim=2) (time is dim 2)"
+        raise CheckFailed(f"{name}: wrong result for x of shape {shape} with time_pad={pad}. Hint: {hint}.")
+    _ok(name, "frame 0 repeated in front, for 4 video shapes and time_pad = 0, 1, 2")
+
+
+# ----------------------------------------------------------------------------------------------- lesson 07 checks
+
+
+def _vocab() -> dict[str, int]:
+    from .data import caption_words
+
+    return {w: i for i, w in enumerate(list(text.SPECIAL_TOKENS) + sorted(caption_words()))}
+
+
+def check_prompt_to_ids(fn: Callable) -> None:
+    """fn(prompt, vocab, max_length) -> list of max_length ids: [BOS] words [EOS] [PAD]..., matching the tokenizer."""
+    name = "prompt_to_ids"
+    vocab = _vocab()
+    tok = text.build_tokenizer([w for w in vocab if w not in text.SPECIAL_TOKENS], max_length=8)
+    for prompt in ("a red 3 moving left", "Blue 7", "moving up", ""):
+        want = text.tokenize(tok, [prompt])[0][0].tolist()
+        out = _call(fn, name, prompt, dict(vocab), 8)
+        if isinstance(out, torch.Tensor):
+            out = out.tolist()
+        if not isinstance(out, (list, tuple)) or [int(i) for i in out] != want:
+            got = list(out) if isinstance(out, (list, tuple)) else out
+            ids = [vocab[w] for w in prompt.lower().split()]
+            if isinstance(got, list) and got[:len(ids)] == ids:
+                hint = "start with the [BOS] id, then the words, then [EOS]"
+            elif isinstance(got, list) and len(got) != 8:
+                hint = f"pad with the [PAD] id up to max_length = 8 (you returned {len(got)} ids)"
+            elif prompt != prompt.lower():
+                hint = "lower-case the prompt first: the vocabulary is lower case"
+            else:
+                hint = "[BOS] + one id per word + [EOS], then [PAD] until the list has max_length ids"
+            raise CheckFailed(f"{name}({prompt!r}): expected {want}, got {got}. Hint: {hint}.")
+    _ok(name, "matches the Hugging Face tokenizer on 4 prompts, including the empty one")
+
+
+def check_pool_at_eos(fn: Callable) -> None:
+    """fn(hidden, input_ids, eos_token_id) -> (B, D): each prompt's hidden state at its [EOS] token."""
+    name = "pool_at_eos"
+    g = torch.Generator().manual_seed(71)
+    vocab = _vocab()
+    tok = text.build_tokenizer([w for w in vocab if w not in text.SPECIAL_TOKENS], max_length=8)
+    ids, _ = text.tokenize(tok, ["a red 3 moving left", "green 9", "", "a 1 moving up"])
+    hidden = torch.randn(4, 8, 6, generator=g)
+    eos = vocab["[EOS]"]
+    want = text.pool_at_eos(hidden, ids, eos)
+    out = _as_tensor(_call(fn, name, hidden.clone(), ids.clone(), eos), name, tuple(want.shape))
+    if _close(out, want):
+        _ok(name, "picks the [EOS] hidden state of prompts with 0 to 5 words")
+        return
+    h = hidden.double()
+    if _close(out, h[:, -1]):
+        hint = "the last position is padding for short prompts; find where input_ids == eos_token_id"
+    elif _close(out, h.mean(1)):
+        hint = "that is mean pooling over all positions, padding included; CLIP takes the [EOS] position"
+    elif _close(out, h[:, 0]):
+        hint = "position 0 is [BOS], which (causal attention) has seen nothing of the prompt"
+    else:
+        hint = "index hidden[b, position of [EOS] in input_ids[b]] for each b"
+    raise CheckFailed(f"{name}: wrong pooled vectors for 4 prompts. Hint: {hint}.")
+
+
+def check_clip_loss(fn: Callable) -> None:
+    """fn(text_emb, video_emb, logit_scale) -> CLIP's symmetric cross-entropy over cosine similarities."""
+    name = "clip_loss"
+    g = torch.Generator().manual_seed(72)
+    for b, d, scale in [(6, 8, 10.0), (4, 5, 1.0)]:
+        t, v = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
+        want = text.clip_loss(t, v, scale)
+        out = _call(fn, name, t.clone(), v.clone(), scale)
+        if not isinstance(out, torch.Tensor) or out.numel() != 1:
+            raise CheckFailed(f"{name} should return a scalar tensor, got {out!r:.80}")
+        out = out.detach().double().reshape(())
+        if _close(out, want.double()):
+            continue
+        tn, vn = torch.nn.functional.normalize(t.double(), dim=-1), torch.nn.functional.normalize(v.double(), dim=-1)
+        target = torch.arange(b)
+        ce = torch.nn.functional.cross_entropy
+        raw = scale * t.double() @ v.double().T
+        if _close(out, (ce(raw, target) + ce(raw.T, target)) / 2):
+            hint = "normalise both embeddings to unit length first (cosine similarity)"
+        elif _close(out, ce(scale * tn @ vn.T, target)):
+            hint = "CLIP's loss is symmetric: average the text->video and the video->text cross-entropies"
+        elif _close(out, (ce(tn @ vn.T, target) + ce(vn @ tn.T, target)) / 2):
+            hint = "multiply the similarities by logit_scale (1 / temperature) before the cross-entropy"
+        else:
+            hint = "logits = logit_scale * t @ v.T of the normalised embeddings; targets arange(B); both directions"
+        raise CheckFailed(f"{name}: wrong loss for B={b}, D={d}, logit_scale={scale}. Hint: {hint}.")
+    _ok(name, "matches the symmetric contrastive loss for 2 batch sizes and temperatures")
 
 
 # ---------------------------------------------------------------------------------------------- student notebooks

@@ -188,9 +188,10 @@ def retrieval_top1(clip: TinyCLIP, latents: torch.Tensor, caption_index: torch.T
 
 
 def text_encoder(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                 checkpoint_path: str | None = None):
+                 checkpoint_path: str | None = None, n_videos: int | None = None, n_eval: int = 500):
     """Lesson 07's tiny CLIP: the text encoder trained contrastively against the shipped video VAE's latents of
-    moving digits (train combinations). Returns (TrainResult, recipe dict, metrics)."""
+    moving digits (train combinations). `n_videos` (default the recipe's) and `n_eval` (videos per split for the
+    retrieval metrics) let the lesson run a smaller version. Returns (TrainResult, recipe dict, metrics)."""
     from .data import caption_words, moving_digits
     from .pretrained import load_pretrained
 
@@ -198,7 +199,8 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     seed_everything(r["train"].seed)
     cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
     vae, _ = load_pretrained("video-vae")
-    md = moving_digits(r["n_videos"], seed=2, split="train")
+    n_videos = n_videos or r["n_videos"]
+    md = moving_digits(n_videos, seed=2, split="train")
     latents = encode_videos(vae, md.videos)
     index = md.digits * 24 + md.colours * 4 + md.directions
     table = caption_table()
@@ -209,11 +211,11 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     clip = result.ema.eval()
     metrics = {}
     for split in ("train", "heldout"):
-        ev = moving_digits(500, seed=3, split=split)
+        ev = moving_digits(n_eval, seed=3, split=split)
         metrics[f"retrieval_top1_{split}"] = round(retrieval_top1(
             clip, encode_videos(vae, ev.videos), ev.digits * 24 + ev.colours * 4 + ev.directions), 4)
-    metrics["source"] = "recipes.text_encoder: 500 videos per split (seed 3), top-1 caption among all 240"
-    recipe = {"data": f"{r['n_videos']} moving-digit videos (train split, seed 2) as video-vae latents",
+    metrics["source"] = f"recipes.text_encoder: {n_eval} videos per split (seed 3), top-1 caption among all 240"
+    recipe = {"data": f"{n_videos} moving-digit videos (train split, seed 2) as video-vae latents",
               "train": _public(cfg)}
     return result, recipe, metrics
 

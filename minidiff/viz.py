@@ -104,3 +104,71 @@ def plot_schedules(schedules: Sequence[NoiseSchedule], axes: Sequence[plt.Axes] 
         ax.set_xlabel("t")
         ax.legend()
     return axes
+
+
+# ------------------------------------------------------------------------------------------------------- videos
+
+
+def _check_videos(videos: torch.Tensor) -> torch.Tensor:
+    if videos.ndim == 4:
+        videos = videos[None]
+    if videos.ndim != 5 or videos.shape[1] not in (1, 3):
+        raise ValueError(f"expected videos (B, C, T, H, W) or one video (C, T, H, W) with C = 1 or 3, got shape "
+                         f"{tuple(videos.shape)}")
+    return videos.detach().float().cpu().clamp(-1, 1)
+
+
+def video_frames_grid(videos: torch.Tensor, padding: int = 1) -> np.ndarray:
+    """Videos (B, C, T, H, W) in [-1, 1] -> one array for imshow: a row per video, a column per frame."""
+    v = _check_videos(videos)
+    b, c, t, h, w = v.shape
+    return image_grid(v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), nrow=t, padding=padding)
+
+
+def show_video_frames(videos: torch.Tensor, title: str | None = None, row_labels: Sequence[str] | None = None,
+                      ax: plt.Axes | None = None, scale: float = 0.45) -> plt.Axes:
+    """Every frame of each video side by side (time runs left to right); optional labels on the rows."""
+    v = _check_videos(videos)
+    grid = video_frames_grid(v)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(3.0, scale * w / 10), max(1.2, scale * h / 10)))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if row_labels is not None:
+        size = v.shape[-2] + 1
+        ax.set_yticks([1 + size * i + v.shape[-2] / 2 for i in range(len(row_labels))], list(row_labels), fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fps: int = 4, scale: float = 1.6):
+    """A looping HTML animation of videos (B, C, T, H, W) in [-1, 1], side by side (for Jupyter: display it)."""
+    from IPython.display import HTML
+    from matplotlib import animation
+
+    v = _check_videos(videos)
+    b, c, t = v.shape[:3]
+    fig, axes = plt.subplots(1, b, figsize=(scale * b, scale + (0.3 if titles else 0)), squeeze=False)
+    ims = []
+    for i, ax in enumerate(axes[0]):
+        img = to_numpy_image(v[i, :, 0][None])
+        ims.append(ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"))
+        ax.set_axis_off()
+        if titles:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+
+    def update(k: int):
+        for i, im in enumerate(ims):
+            im.set_data(to_numpy_image(v[i, :, k][None]))
+        return ims
+
+    anim = animation.FuncAnimation(fig, update, frames=t, interval=1000 // fps, blit=True)
+    html = HTML(anim.to_jshtml(fps=fps, default_mode="loop"))
+    plt.close(fig)
+    return html

@@ -400,3 +400,119 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     scale.observe(on_change, names="value")
     on_change()
     return W.VBox([scale, out])
+
+
+# ------------------------------------------------------------------------------------------ latent explorer (VAE)
+
+
+def latent_walk_frame(vae, z_a: torch.Tensor, z_b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Decode the straight line between two latents (unscaled, (C, T_lat, h, w) each) at `alpha` in [0, 1]:
+    x = decode((1 - alpha) z_a + alpha z_b), one video (1, C, T, H, W)."""
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"the two latents must have the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    with torch.no_grad():
+        return vae.decode(((1 - alpha) * z_a + alpha * z_b)[None]).clamp(-1, 1).cpu()
+
+
+def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None):
+    """Pick two videos and walk between their latents: rows show video A's reconstruction, the decoded mix and
+    video B's reconstruction, frame by frame (alpha = 0 is A's reconstruction, alpha = 1 is B's)."""
+    import ipywidgets as W
+
+    from .viz import show_video_frames
+
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(v)[0] for v in videos.split(64)])
+    n = len(videos)
+    a = W.IntSlider(value=0, min=0, max=n - 1, description="video A", continuous_update=False)
+    b = W.IntSlider(value=min(1, n - 1), min=0, max=n - 1, description="video B", continuous_update=False)
+    alpha = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="alpha", continuous_update=False)
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        mix = latent_walk_frame(vae, latents[a.value], latents[b.value], alpha.value)
+        rows = torch.cat([videos[a.value][None].cpu(), mix, videos[b.value][None].cpu()])
+        names = [captions[a.value] if captions else f"video {a.value}", f"decode(mix), alpha={alpha.value:.1f}",
+                 captions[b.value] if captions else f"video {b.value}"]
+        with out:
+            out.clear_output(wait=True)
+            show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
+            plt.show()
+
+    for w in (a, b, alpha):
+        w.observe(on_change, names="value")
+    on_change()
+    return W.VBox([W.HBox([a, b]), alpha, out])
+
+
+# ------------------------------------------------------------------------------------------------- prompt search
+
+
+@dataclass
+class PromptSearchFrame:
+    prompt: str
+    error: str | None  # a message instead of results when the prompt cannot be encoded
+    captions: list[tuple[str, float]]  # the k most similar captions and their cosine similarities
+    videos: list[tuple[int, float]]  # the k most similar videos (index into the pool) and their similarities
+
+
+def prompt_search_frame(clip, prompt: str, captions: list[str], caption_emb: torch.Tensor,
+                        video_emb: torch.Tensor, k: int = 5) -> PromptSearchFrame:
+    """Embed `prompt` with the tiny CLIP's text tower and rank captions (their embeddings `caption_emb`, (N, D))
+    and videos (`video_emb`, (M, D)) by cosine similarity. An unknown word gives `error`, not an exception."""
+    try:
+        with torch.no_grad():
+            e = clip.embed_text([prompt])[0]
+    except ValueError as err:
+        return PromptSearchFrame(prompt, str(err), [], [])
+    cs, vs = caption_emb @ e, video_emb @ e
+    top_c, top_v = cs.topk(min(k, len(cs))), vs.topk(min(k, len(vs)))
+    return PromptSearchFrame(prompt, None, [(captions[i], float(s)) for s, i in zip(*top_c, strict=True)],
+                             [(int(i), float(s)) for s, i in zip(*top_v, strict=True)])
+
+
+def draw_prompt_search_frame(frame: PromptSearchFrame, videos: torch.Tensor, fig: plt.Figure) -> None:
+    """Bars of the top captions' similarities (left) and the top videos' middle frames (right)."""
+    if frame.error:
+        fig.text(0.02, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red")
+        return
+    k = len(frame.videos)
+    gs = fig.add_gridspec(2, k)
+    ax = fig.add_subplot(gs[0, :])
+    names, sims = zip(*frame.captions, strict=True)
+    ax.barh(range(len(sims))[::-1], sims, color="tab:blue")
+    ax.set_yticks(range(len(sims))[::-1], names, fontsize=9)
+    ax.set_xlim(-1, 1)
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_title(f"prompt {frame.prompt!r}: most similar captions (cosine similarity)")
+    for j, (i, s) in enumerate(frame.videos):
+        axv = fig.add_subplot(gs[1, j])
+        axv.imshow(to_numpy_image(videos[i, :, videos.shape[2] // 2][None]), interpolation="nearest")
+        axv.set_title(f"video {i}: {s:.2f}", fontsize=8)
+        axv.set_axis_off()
+
+
+def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents: torch.Tensor, k: int = 5):
+    """A text box: type any prompt made of known words ("red", "a 3 moving up", ""), see the most similar captions
+    and videos of the pool according to the tiny CLIP."""
+    import ipywidgets as W
+
+    with torch.no_grad():
+        caption_emb, video_emb = clip.embed_text(captions), clip.embed_video(video_latents)
+    box = W.Text(value="a red 3 moving left", description="prompt", continuous_update=False,
+                 layout=W.Layout(width="420px"))
+    out = W.Output()
+
+    def on_change(_change=None) -> None:
+        frame = prompt_search_frame(clip, box.value, captions, caption_emb, video_emb, k)
+        with out:
+            out.clear_output(wait=True)
+            fig = plt.figure(figsize=(9, 4.6))
+            draw_prompt_search_frame(frame, videos, fig)
+            plt.show()
+
+    box.observe(on_change, names="value")
+    on_change()
+    return W.VBox([box, out])

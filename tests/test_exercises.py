@@ -293,6 +293,83 @@ CASES.update({
 })
 
 
+from minidiff.models import text as _text  # noqa: E402
+from minidiff.models import vae as _vae  # noqa: E402
+
+
+def _ref_prompt_to_ids(prompt, vocab, max_length):
+    ids = [vocab["[BOS]"]] + [vocab[w] for w in prompt.lower().split()] + [vocab["[EOS]"]]
+    return ids + [vocab["[PAD]"]] * (max_length - len(ids))
+
+
+def _nce_one_way(t, v, s):
+    t, v = torch.nn.functional.normalize(t, dim=-1), torch.nn.functional.normalize(v, dim=-1)
+    return torch.nn.functional.cross_entropy(s * t @ v.T, torch.arange(len(t)))
+
+
+CASES.update({
+    "reparameterize": (
+        ex.check_reparameterize,
+        _vae.reparameterize,
+        [
+            (lambda m, lv, e: m + lv.exp() * e, "standard deviation exp(logvar / 2)"),
+            (lambda m, lv, e: m + lv * e, "logvar is a log"),
+            (lambda m, lv, e: m + (0.5 * lv).exp(), "forgot the noise"),
+        ],
+    ),
+    "kl_divergence": (
+        ex.check_kl_divergence,
+        _vae.kl_divergence,
+        [
+            (lambda m, lv: m**2 + lv.exp() - 1 - lv, "factor 0.5"),
+            (lambda m, lv: 0.5 * (m**2 + lv.exp() - 1 + lv), "sign of the logvar term"),
+            (lambda m, lv: 0.5 * (m**2 + lv.exp() - 1 - lv).sum(), "returned shape"),
+        ],
+    ),
+    "causal_pad": (
+        ex.check_causal_pad,
+        _vae.causal_pad,
+        [
+            (lambda x, p: torch.cat([x, x[:, :, -1:].expand(-1, -1, p, -1, -1)], 2), "future side"),
+            (lambda x, p: torch.cat([torch.zeros_like(x[:, :, :p]), x], 2), "repeat frame 0"),
+            (lambda x, p: torch.nn.functional.pad(x, (0, 0, 0, 0, p // 2, p - p // 2), mode="replicate"),
+             "time is dim 2"),
+        ],
+    ),
+    "prompt_to_ids": (
+        ex.check_prompt_to_ids,
+        _ref_prompt_to_ids,
+        [
+            (lambda p, v, n: ([v[w] for w in p.lower().split()] + [v["[EOS]"]] + [v["[PAD]"]] * n)[:n],
+             "start with the"),
+            (lambda p, v, n: [v["[BOS]"]] + [v[w] for w in p.lower().split()] + [v["[EOS]"]], "pad with"),
+            (lambda p, v, n: _ref_prompt_to_ids(p.lower(), v, n)[::-1], "one id per word"),
+        ],
+    ),
+    "pool_at_eos": (
+        ex.check_pool_at_eos,
+        _text.pool_at_eos,
+        [
+            (lambda h, ids, e: h[:, -1], "last position is padding"),
+            (lambda h, ids, e: h.mean(1), "mean pooling"),
+            (lambda h, ids, e: h[:, 0], "BOS"),
+        ],
+    ),
+    "clip_loss": (
+        ex.check_clip_loss,
+        _text.clip_loss,
+        [
+            (lambda t, v, s: (torch.nn.functional.cross_entropy(s * t @ v.T, torch.arange(len(t)))
+                              + torch.nn.functional.cross_entropy(s * v @ t.T, torch.arange(len(t)))) / 2,
+             "normalise"),
+            (_nce_one_way, "symmetric"),
+            (lambda t, v, s: _text.clip_loss(t, v, 1.0), "logit_scale"),
+            (lambda t, v, s: _text.clip_loss(t, v, s).reshape(1, 1).expand(2, 2), "scalar tensor"),
+        ],
+    ),
+})
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_check_passes_on_reference(name, capsys):
     check, ref, _ = CASES[name]

@@ -106,3 +106,16 @@ def test_shipped_text_encoder_retrieves_captions_as_its_card_says():
     acc = retrieval_top1(clip, encode_videos(vae, ev.videos), ev.digits * 24 + ev.colours * 4 + ev.directions)
     assert acc >= card["metrics"]["retrieval_top1_train"] - 0.06, acc
     assert acc > 20 / 240  # far above chance (1 / 240) in any case
+
+
+def test_pool_at_eos_is_clips_pooled_output(encoder):
+    from minidiff.models.text import pool_at_eos
+
+    prompts = ["a red 3 moving left", "green 9", "", "a 1 moving up"]
+    ids, mask = tokenize(encoder.tokenizer, prompts)
+    with torch.no_grad():
+        out = encoder.model(input_ids=ids, attention_mask=mask)
+    pooled = pool_at_eos(out.last_hidden_state, ids, encoder.tokenizer.eos_token_id)
+    assert torch.allclose(pooled, out.pooler_output, atol=1e-6)
+    with pytest.raises(ValueError, match="EOS"):
+        pool_at_eos(out.last_hidden_state, torch.zeros_like(ids), encoder.tokenizer.eos_token_id)

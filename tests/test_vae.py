@@ -122,3 +122,71 @@ def test_shipped_video_vae_meets_its_card():
     assert acc["all_three"] >= m["judge_all_three_reconstructions"] - 0.03, acc
     # latents scaled by the factor have roughly unit spread, as the diffusion model expects
     assert 0.7 < float((mean * vae.config.scaling_factor).std()) < 1.3
+
+
+def test_causal_pad_repeats_frame_zero_in_front():
+    from minidiff.models.vae import causal_pad
+
+    x = torch.arange(3.0).reshape(1, 1, 3, 1, 1).expand(2, 2, 3, 2, 2)
+    y = causal_pad(x, 2)
+    assert y.shape == (2, 2, 5, 2, 2)
+    assert y[0, 0, :, 0, 0].tolist() == [0.0, 0.0, 0.0, 1.0, 2.0]
+    assert causal_pad(x, 0) is x
+
+
+def test_reparameterize_has_the_right_mean_and_std():
+    from minidiff.models.vae import reparameterize
+
+    g = torch.Generator().manual_seed(0)
+    mean, logvar = torch.full((200_000,), 1.5), torch.full((200_000,), 2 * torch.log(torch.tensor(0.3)))
+    z = reparameterize(mean, logvar, torch.randn(200_000, generator=g))
+    assert abs(float(z.mean()) - 1.5) < 0.005 and abs(float(z.std()) - 0.3) < 0.005
+    mean.requires_grad_(True)
+    reparameterize(mean, logvar, torch.randn(200_000, generator=g)).sum().backward()
+    assert torch.allclose(mean.grad, torch.ones_like(mean))  # gradients reach the encoder through the sample
+
+
+def test_latent_scaling_factor_gives_unit_variance():
+    from minidiff.models.vae import latent_scaling_factor
+
+    z = torch.randn(4000, generator=torch.Generator().manual_seed(1)) * 0.25
+    f = latent_scaling_factor(z)
+    assert abs(f - 4.0) < 0.1 and abs(float((z * f).std()) - 1.0) < 1e-5
+    with pytest.raises(ValueError, match="zero spread"):
+        latent_scaling_factor(torch.zeros(10))
+
+
+def test_image_vae_shapes_training_signal_and_errors():
+    from minidiff.models.vae import ImageVAE
+
+    torch.manual_seed(0)
+    m = ImageVAE((1, 16, 16), latent_dim=2)
+    x = torch.rand(8, 1, 16, 16) * 2 - 1
+    out = m(x, torch.Generator().manual_seed(0))
+    assert out.recon.shape == x.shape and out.mean.shape == (8, 2) and out.z.shape == (8, 2)
+    assert float(out.recon.detach().abs().max()) <= 1.0
+    loss = m.loss(x, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+    with pytest.raises(ValueError, match=r"expected images \(B, 1, 16, 16\)"):
+        m.encode(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"expected latents \(B, 2\)"):
+        m.decode(torch.zeros(2, 3))
+
+
+def test_image_vae_learns_digits_and_its_latents_fill_the_prior():
+    """300 steps: reconstructions beat the mean image, and the KL keeps the latents near N(0, I) (std < 2)."""
+    from minidiff.data import load_digits
+    from minidiff.models.vae import ImageVAE
+    from minidiff.train import TrainConfig, train
+
+    x, _ = load_digits(16)
+    torch.manual_seed(0)
+    r = train(ImageVAE(kl_weight=1e-2), lambda m, x, y, g: m.loss(x, g), (x, None),
+              TrainConfig(steps=300, batch_size=128, lr=2e-3, ema_decay=0.9), progress=False)
+    with torch.no_grad():
+        mean, _ = r.ema.encode(x)
+        mse = float(torch.nn.functional.mse_loss(r.ema.decode(mean), x))
+    baseline = float(((x - x.mean(0)) ** 2).mean())
+    assert mse < 0.7 * baseline, (mse, baseline)
+    assert float(mean.std(0).max()) < 2.0

@@ -148,3 +148,51 @@ def test_cfg_explorer_frame_and_widget():
     assert a.shape == (10, 19) and np.array_equal(a, b) and not np.array_equal(a, c)
     w = cfg_explorer(model, x1, y, null=5, steps=4, nrow=2)
     w.children[0].value = 3.0
+
+
+def test_latent_walk_frame_ends_at_each_reconstruction_and_widget_builds():
+    from minidiff.data import moving_digits
+    from minidiff.pretrained import load_pretrained
+    from minidiff.widgets import latent_explorer, latent_walk_frame
+
+    vae, _ = load_pretrained("video-vae")
+    md = moving_digits(3, seed=5)
+    with torch.no_grad():
+        z = vae.encode(md.videos)[0]
+        recon = vae.decode(z).clamp(-1, 1)
+    assert torch.allclose(latent_walk_frame(vae, z[0], z[1], 0.0)[0], recon[0], atol=1e-5)
+    assert torch.allclose(latent_walk_frame(vae, z[0], z[1], 1.0)[0], recon[1], atol=1e-5)
+    mid = latent_walk_frame(vae, z[0], z[1], 0.5)
+    assert mid.shape == (1, 3, 9, 32, 32) and not torch.allclose(mid[0], recon[0], atol=1e-2)
+    with pytest.raises(ValueError, match="alpha"):
+        latent_walk_frame(vae, z[0], z[1], 1.5)
+    with pytest.raises(ValueError, match="same shape"):
+        latent_walk_frame(vae, z[0], z[0, :, :2], 0.5)
+    w = latent_explorer(vae, md.videos, md.captions)
+    w.children[1].value = 0.3
+    plt.close("all")
+
+
+def test_prompt_search_frame_ranks_the_matching_caption_first_and_reports_unknown_words():
+    from minidiff.data import moving_digits
+    from minidiff.pretrained import load_pretrained
+    from minidiff.recipes import caption_table, encode_videos
+    from minidiff.widgets import prompt_search, prompt_search_frame
+
+    clip, _ = load_pretrained("text-encoder")
+    vae, _ = load_pretrained("video-vae")
+    md = moving_digits(40, seed=3)
+    lat = encode_videos(vae, md.videos)
+    table = caption_table()
+    with torch.no_grad():
+        ce, ve = clip.embed_text(table), clip.embed_video(lat)
+    f = prompt_search_frame(clip, md.captions[0], table, ce, ve, k=5)
+    assert f.error is None and f.captions[0][0] == md.captions[0]
+    assert [s for _, s in f.captions] == sorted((s for _, s in f.captions), reverse=True)
+    assert len(f.videos) == 5 and all(0 <= i < 40 for i, _ in f.videos)
+    bad = prompt_search_frame(clip, "a purple 3", table, ce, ve)
+    assert bad.error and "purple" in bad.error and bad.captions == []
+    w = prompt_search(clip, table, md.videos, lat)
+    w.children[0].value = "moving up"
+    w.children[0].value = "a zebra"  # an unknown word is shown, not raised
+    plt.close("all")

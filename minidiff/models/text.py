@@ -70,6 +70,20 @@ class TextEncoderConfig:
         return cls(**d)
 
 
+def pool_at_eos(hidden: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """CLIP's pooled output: for each prompt, the hidden state (B, L, D) at its (first) [EOS] token -> (B, D).
+
+    CLIP's text Transformer is causal, so [EOS], the last real token, is the only one that has seen the whole prompt.
+    """
+    if hidden.ndim != 3 or input_ids.shape != hidden.shape[:2]:
+        raise ValueError(f"expected hidden (B, L, D) and input_ids (B, L), got {tuple(hidden.shape)} and "
+                         f"{tuple(input_ids.shape)}")
+    is_eos = input_ids == eos_token_id
+    if not bool(is_eos.any(dim=1).all()):
+        raise ValueError("every prompt needs an [EOS] token: tokenize with minidiff.models.text.tokenize")
+    return hidden[torch.arange(len(hidden), device=hidden.device), is_eos.int().argmax(dim=1)]
+
+
 class TextEncoder(nn.Module):
     """prompts -> (txt (B, L, D) token sequence, y_vec (B, D) pooled at [EOS]) with a small CLIPTextModel."""
 

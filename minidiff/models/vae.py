@@ -1,4 +1,5 @@
-"""A small causal 3-D VAE for videos (B, C, T, H, W); images are 1-frame videos (B, C, 1, H, W).
+"""VAEs: a tiny MLP `ImageVAE` (the idea in full, with a 2-D latent you can draw) and a small causal 3-D `VideoVAE`
+for videos (B, C, T, H, W), where images are 1-frame videos (B, C, 1, H, W).
 
     encoder: x -> (mean, logvar), each (B, latent_channels, T_lat, H / s, W / s)
     z = mean + exp(logvar / 2) * eps                       (the reparameterisation trick)
@@ -50,6 +51,17 @@ class VAEConfig:
         return cls(**{**d, "channels": tuple(d["channels"])})
 
 
+def causal_pad(x: torch.Tensor, time_pad: int) -> torch.Tensor:
+    """Pad a video (B, C, T, H, W) in time on the past side only: `time_pad` copies of frame 0 go in front.
+
+    A kernel of kt frames then needs time_pad = kt - 1, and output frame i sees input frames i - kt + 1 .. i, never a
+    later one. (Open-Sora's and CogVideoX's CausalConv3d do the same; zeros instead of copies would also be causal.)
+    """
+    if time_pad == 0:
+        return x
+    return torch.cat([x[:, :, :1].expand(-1, -1, time_pad, -1, -1), x], dim=2)
+
+
 class CausalConv3d(nn.Module):
     """A 3-D convolution that pads time on the past side only (repeating the first frame), space on both sides.
 
@@ -64,9 +76,7 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kernel[1] // 2, kernel[2] // 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.time_pad:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
-        return self.conv(x)
+        return self.conv(causal_pad(x, self.time_pad))
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -173,11 +183,79 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-class VideoVAE(nn.Module):
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = mean + sigma * noise with sigma = exp(logvar / 2) and noise ~ N(0, I): a sample of N(mean, sigma^2) that
+    gradients can flow through to mean and logvar (the reparameterisation trick)."""
+    return mean + torch.exp(0.5 * logvar) * noise
+
+
+def latent_scaling_factor(latents: torch.Tensor) -> float:
+    """1 / std of latents over a dataset: multiplying by it gives the diffusion model unit-variance inputs, like the
+    N(0, I) noise they are mixed with (Stable Diffusion's 0.18215, Open-Sora's Hunyuan VAE 0.476986)."""
+    std = float(latents.float().std())
+    if not std > 0:
+        raise ValueError("latents have zero spread: encode real data (more than one sample) to get a scaling factor")
+    return 1.0 / std
+
+
+class GaussianVAE(nn.Module):
+    """What every VAE here shares: a sample of q(z | x) through the reparameterisation, and the loss
+    MSE(x_hat, x) + kl_weight * KL (both averaged per element). Subclasses give encode, decode and kl_weight."""
+
+    kl_weight: float
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        mean, logvar = self.encode(x)
+        z = reparameterize(mean, logvar, torch.randn(mean.shape, generator=generator).to(mean.device))
+        return VAEOutput(self.decode(z), mean, logvar, z)
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = self(x, generator)
+        return F.mse_loss(out.recon, x) + self.kl_weight * kl_divergence(out.mean, out.logvar).mean()
+
+
+class ImageVAE(GaussianVAE):
+    """The VAE in its simplest form, for small images (B, C, H, W): MLP encoder -> (mean, logvar) of a `latent_dim`
+    Gaussian, reparameterised sample, MLP decoder -> image in [-1, 1] (tanh).
+
+        loss = MSE(x_hat, x) + kl_weight * KL(q(z|x) || N(0, I))     (both averaged per element, as in VideoVAE)
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 16, 16), latent_dim: int = 2, hidden: int = 256,
+                 kl_weight: float = 1e-2):
+        super().__init__()
+        self.image_shape, self.latent_dim, self.kl_weight = tuple(image_shape), latent_dim, kl_weight
+        n = math.prod(self.image_shape)
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                     nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                     nn.Linear(hidden, n), nn.Tanh())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) -> (mean, logvar), each (B, latent_dim)."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"expected images (B, {', '.join(map(str, self.image_shape))}), got shape "
+                             f"{tuple(x.shape)}")
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, latent_dim) -> x_hat (B, C, H, W)."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"expected latents (B, {self.latent_dim}), got shape {tuple(z.shape)}")
+        return self.decoder(z).reshape(len(z), *self.image_shape)
+
+
+
+class VideoVAE(GaussianVAE):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
         self.encoder, self.decoder = Encoder(config), Decoder(config)
+
+    @property
+    def kl_weight(self) -> float:
+        return self.config.kl_weight
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(latent_channels, T_lat, H / s, W / s) for a video of `frames` x height x width, checking the sizes fit."""
@@ -209,13 +287,3 @@ class VideoVAE(nn.Module):
                              f"{tuple(z.shape)}")
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
-        mean, logvar = self.encode(x)
-        eps = torch.randn(mean.shape, generator=generator).to(mean.device)
-        z = mean + torch.exp(0.5 * logvar) * eps
-        return VAEOutput(self.decode(z), mean, logvar, z)
-
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """MSE reconstruction + kl_weight * mean KL (both averaged per element)."""
-        out = self(x, generator)
-        return F.mse_loss(out.recon, x) + self.config.kl_weight * kl_divergence(out.mean, out.logvar).mean()
