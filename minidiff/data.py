@@ -162,6 +162,18 @@ def caption(digit: int, colour: int, direction: int) -> str:
     return f"a {COLOUR_NAMES[colour]} {digit} moving {DIRECTION_NAMES[direction]}"
 
 
+def caption_index(digits: torch.Tensor, colours: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """The index of each (digit, colour, direction) among all captions, ordered digit, then colour, then direction:
+    digit * 24 + colour * 4 + direction (recipes.caption_table lists them in this order)."""
+    return (digits * len(COLOUR_NAMES) + colours) * len(DIRECTION_NAMES) + directions
+
+
+def caption_attributes(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inverse of caption_index: (digits, colours, directions)."""
+    per_digit = len(COLOUR_NAMES) * len(DIRECTION_NAMES)
+    return index // per_digit, (index // len(DIRECTION_NAMES)) % len(COLOUR_NAMES), index % len(DIRECTION_NAMES)
+
+
 def caption_words() -> list[str]:
     """Every word the caption grammar uses: the vocabulary of the text encoder."""
     return ["a", "moving", *[str(d) for d in range(10)], *COLOUR_NAMES, *DIRECTION_NAMES]

@@ -16,6 +16,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from . import ddpm, flow
 from .data import load_digits
@@ -23,7 +24,7 @@ from .eval import class_accuracy, train_classifier
 from .models.dit import DiT, DiTConfig
 from .models.text import TextEncoderConfig, TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
-from .models.vae import VAEConfig, VideoVAE
+from .models.vae import ImageVAE, VAEConfig, VideoVAE
 from .pretrained import save_pretrained
 from .schedules import make_schedule
 from .train import TrainConfig, train
@@ -63,6 +64,11 @@ VIDEO_VAE = {
     "train": TrainConfig(steps=100_000, batch_size=8, lr=2e-3, ema_decay=0.995, grad_clip=1.0, max_minutes=12.0,
                          seed=0, bf16=False, log_every=25),
     "n_videos": 8000,
+}
+
+
+IMAGE_VAE = {  # lesson 06's 2-D-latent digit models (not shipped: they train in seconds)
+    "train": TrainConfig(steps=1500, batch_size=128, lr=2e-3, ema_decay=0.99, seed=0),
 }
 
 
@@ -167,6 +173,23 @@ def video_vae(minutes: float | None = None, steps: int | None = None, progress: 
     return result, recipe
 
 
+def autoencoder_loss(model: ImageVAE, x: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
+    """A plain autoencoder's loss on an ImageVAE: the code is the encoder's mean, no noise, no KL:
+    ||x - Dec(Enc(x))||^2 (averaged per pixel)."""
+    mean, _ = model.encode(x)
+    return F.mse_loss(model.decode(mean), x)
+
+
+def image_vae(kl_weight: float | None, steps: int | None = None, progress: bool = True) -> ImageVAE:
+    """Lesson 06's digit model with a 2-D latent: kl_weight None trains a plain autoencoder (autoencoder_loss),
+    a number trains a VAE with that KL weight (ImageVAE.loss). Returns the EMA model, on the CPU, in eval mode."""
+    cfg = _train_config(IMAGE_VAE["train"], None, steps, None)
+    seed_everything(cfg.seed)
+    model = ImageVAE(latent_dim=2, kl_weight=kl_weight or 0.0)
+    loss = autoencoder_loss if kl_weight is None else (lambda m, x, y, g: m.loss(x, g))
+    return train(model, loss, (load_digits(16)[0], None), cfg, progress=progress).ema.cpu().eval()
+
+
 def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torch.Tensor:
     """Scaled latent means z * scaling_factor of videos (N, 3, T, H, W), in batches, without gradients."""
     with torch.no_grad():
@@ -174,7 +197,7 @@ def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torc
 
 
 def caption_table() -> list[str]:
-    """All 240 captions, indexed by digit * 24 + colour * 4 + direction."""
+    """All 240 captions, in the order of data.caption_index (digit * 24 + colour * 4 + direction)."""
     from .data import COLOUR_NAMES, DIRECTION_NAMES, caption
 
     return [caption(d, c, m) for d in range(10) for c in range(len(COLOUR_NAMES)) for m in range(len(DIRECTION_NAMES))]
@@ -192,7 +215,7 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     """Lesson 07's tiny CLIP: the text encoder trained contrastively against the shipped video VAE's latents of
     moving digits (train combinations). `n_videos` (default the recipe's) and `n_eval` (videos per split for the
     retrieval metrics) let the lesson run a smaller version. Returns (TrainResult, recipe dict, metrics)."""
-    from .data import caption_words, moving_digits
+    from .data import caption_index, caption_words, moving_digits
     from .pretrained import load_pretrained
 
     r = TEXT_ENCODER
@@ -202,7 +225,7 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     n_videos = n_videos or r["n_videos"]
     md = moving_digits(n_videos, seed=2, split="train")
     latents = encode_videos(vae, md.videos)
-    index = md.digits * 24 + md.colours * 4 + md.directions
+    index = caption_index(md.digits, md.colours, md.directions)
     table = caption_table()
     config = TinyCLIPConfig.from_dict(r["clip"].to_dict())
     config.text.words = caption_words()
@@ -213,7 +236,7 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     for split in ("train", "heldout"):
         ev = moving_digits(n_eval, seed=3, split=split)
         metrics[f"retrieval_top1_{split}"] = round(retrieval_top1(
-            clip, encode_videos(vae, ev.videos), ev.digits * 24 + ev.colours * 4 + ev.directions), 4)
+            clip, encode_videos(vae, ev.videos), caption_index(ev.digits, ev.colours, ev.directions)), 4)
     metrics["source"] = f"recipes.text_encoder: {n_eval} videos per split (seed 3), top-1 caption among all 240"
     recipe = {"data": f"{n_videos} moving-digit videos (train split, seed 2) as video-vae latents",
               "train": _public(cfg)}

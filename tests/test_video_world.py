@@ -104,3 +104,17 @@ def test_psnr():
     assert psnr(ref + 0.2, ref) == pytest.approx(20.0, abs=1e-4)  # 0.1 on the [0, 1] scale: MSE 0.01
     with pytest.raises(ValueError, match="same shape"):
         psnr(ref, ref[:1])
+
+
+def test_caption_index_orders_captions_like_the_caption_table_and_inverts():
+    from minidiff.data import caption_attributes, caption_index
+    from minidiff.recipes import caption_table
+
+    md = moving_digits(200, seed=9)
+    idx = caption_index(md.digits, md.colours, md.directions)
+    table = caption_table()
+    assert [table[i] for i in idx.tolist()] == md.captions
+    d, c, m = caption_attributes(idx)
+    assert torch.equal(d, md.digits) and torch.equal(c, md.colours) and torch.equal(m, md.directions)
+    assert len(table) == 240 and sorted(set(caption_index(*caption_attributes(torch.arange(240))).tolist())) == \
+        list(range(240))
