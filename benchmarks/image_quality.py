@@ -38,7 +38,7 @@ def generate(model_name: str, sampler: str, steps: int, n: int, batch: int, shif
 
     model, card = load_pretrained(model_name, root=root or ROOT)
     if cfg != 1.0:
-        model = ClassifierFreeGuidance(model, cfg, null=model.config.num_classes)
+        model = ClassifierFreeGuidance(model, cfg, null={"y": model.config.num_classes})
     rc = card["recipe_config"]
     schedule = make_schedule(rc["schedule"], rc["T"]) if "schedule" in rc else None
     labels = torch.arange(10).repeat_interleave(n // 10)
@@ -47,15 +47,14 @@ def generate(model_name: str, sampler: str, steps: int, n: int, batch: int, shif
     t0 = time.perf_counter()
     for i in range(0, len(labels), batch):
         y = labels[i:i + batch]
+        shape, kw = (len(y), 1, 16, 16), {"cond": {"y": y}, "generator": g}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_is_fast("cpu")):
             if sampler == "ddpm-ancestral":
-                out.append(p_sample_loop(model, schedule, (len(y), 1, 16, 16), labels=y, generator=g).float())
+                out.append(p_sample_loop(model, schedule, shape, **kw).float())
             elif sampler.startswith("euler"):
-                out.append(euler_sample(model, (len(y), 1, 16, 16), steps=steps, shift=shift, labels=y,
-                                        generator=g).float())
+                out.append(euler_sample(model, shape, steps=steps, shift=shift, **kw).float())
             else:  # ddim, eta = 0: deterministic given the starting noise
-                out.append(ddim_sample(model, schedule, (len(y), 1, 16, 16), steps=steps, eta=0.0, labels=y,
-                                       generator=g).float())
+                out.append(ddim_sample(model, schedule, shape, steps=steps, eta=0.0, **kw).float())
     seconds = time.perf_counter() - t0
     return torch.cat(out), labels, seconds / len(labels), card
 

@@ -60,9 +60,10 @@ def measure_vae(judge, n: int, seed: int, threads: int, record_in_card: bool, sp
 
 
 def measure_text_encoder(n: int, seed: int, threads: int) -> None:
-    from minidiff.data import caption_attributes, caption_index, moving_digits
+    from minidiff.data import caption_attributes, caption_index, caption_table, moving_digits
+    from minidiff.eval import retrieval_top1
+    from minidiff.models.vae import encode_videos
     from minidiff.pretrained import load_pretrained
-    from minidiff.recipes import caption_table, encode_videos, retrieval_top1
 
     clip, card = load_pretrained("text-encoder")
     vae, _ = load_pretrained("video-vae")
@@ -96,8 +97,8 @@ def measure_text_encoder_short(threads: int) -> None:
 
 def measure_prompt_probes(threads: int) -> None:
     from minidiff.data import COLOUR_NAMES, DIRECTION_NAMES, moving_digits
+    from minidiff.models.vae import encode_videos
     from minidiff.pretrained import load_pretrained
-    from minidiff.recipes import encode_videos
 
     clip, _ = load_pretrained("text-encoder")
     vae, _ = load_pretrained("video-vae")

@@ -1,11 +1,26 @@
 """minidiff: from forward noising to a text-to-video MMDiT, small enough for a laptop CPU.
 
-Modules, one concept each (imports run one way, down this list):
-  schedules      beta schedules and everything derived from them
-  ddpm           the DDPM forward process (q_sample) and, later, its reverse
-  data           datasets that ship with installed packages (digits, a photo)
-  viz, widgets   plots and interactive widgets for the notebooks
-  exercises      exercise checks and the student-notebook builder
+Modules, one concept each. Imports run one way, down these rows; the two halves of row 2 don't import each other.
+  1. base
+     utils             the device, seeding, fast (test) mode, input checks
+     config            the dataclass base of every model config (to and from JSON)
+     sampling          the one sampler signature: cond dicts, starting noise, trajectories
+     schedules         beta schedules and everything derived from them (alphas_cumprod, SNR, posterior coefficients)
+     checkpoint        atomic safetensors and JSON writes, safe loading
+     models/layers     shared Transformer pieces (Flux's layout): timestep_embedding, MLPEmbedder, LabelEmbedder,
+                       modulate, Modulation, QKNorm, EmbedND (RoPE), attention, mlp, LastLayer, patchify(_video)
+  2. processes         ddpm (q_sample, posterior, L_simple, ancestral sampler), ddim (sampler, inversion, slerp),
+                       flow (interpolation, velocity loss, time shift, Euler sampler, the unified view),
+                       guidance (classifier-free guidance)
+     models            models/unet, models/dit, models/mmdit, models/vae, models/text (tokenizer, text encoder,
+                       tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge)
+  3. data              digits, a photo, 2-D toys, moving-digits videos with captions
+     eval              classifier training, accuracy, Fréchet distance, the video judge, PSNR, caption retrieval
+     train             the one training loop (AdamW, EMA, clipping, time budget, atomic checkpoints, resume)
+     pretrained        shipped checkpoints: data/pretrained/NAME.safetensors + NAME.json
+  4. recipes           the exact configs and runs that produce every shipped checkpoint (python -m minidiff.recipes)
+     viz, widgets      plots, animations and the lessons' interactive widgets
+     exercises/        one module of checks per lesson, build.py (student notebooks), python -m minidiff.exercises
 """
 
 from .utils import bf16_is_fast, device, fast_mode, seed_everything

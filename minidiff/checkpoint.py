@@ -35,6 +35,22 @@ def save_atomic(path: str, tensors: dict[str, torch.Tensor], meta: dict | None =
         raise
 
 
+def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
+    """Write `obj` as indented JSON to `path` via a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(obj, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def load(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint written by save_atomic: (tensors, meta). Clear errors for a missing or corrupt file."""
     from safetensors import safe_open

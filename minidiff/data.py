@@ -164,7 +164,7 @@ def caption(digit: int, colour: int, direction: int) -> str:
 
 def caption_index(digits: torch.Tensor, colours: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """The index of each (digit, colour, direction) among all captions, ordered digit, then colour, then direction:
-    digit * 24 + colour * 4 + direction (recipes.caption_table lists them in this order)."""
+    digit * 24 + colour * 4 + direction (caption_table lists them in this order)."""
     return (digits * len(COLOUR_NAMES) + colours) * len(DIRECTION_NAMES) + directions
 
 
@@ -172,6 +172,11 @@ def caption_attributes(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     """The inverse of caption_index: (digits, colours, directions)."""
     per_digit = len(COLOUR_NAMES) * len(DIRECTION_NAMES)
     return index // per_digit, (index // len(DIRECTION_NAMES)) % len(COLOUR_NAMES), index % len(DIRECTION_NAMES)
+
+
+def caption_table() -> list[str]:
+    """All 240 captions, in the order of caption_index (digit * 24 + colour * 4 + direction)."""
+    return [caption(d, c, m) for d in range(10) for c in range(len(COLOUR_NAMES)) for m in range(len(DIRECTION_NAMES))]
 
 
 def caption_words() -> list[str]:

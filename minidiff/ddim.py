@@ -9,13 +9,13 @@ eta = 0 is deterministic (an ODE solver in disguise); eta = 1 on the full sequen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
+from .ddpm import predict_x0_from_eps
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 from .schedules import NoiseSchedule
-
-Model = Callable[..., torch.Tensor]
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -61,7 +61,7 @@ def ddim_step(
     if not -1 <= t_prev < t:
         raise ValueError(f"t_prev must satisfy -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
     a_t, a_s = _abar(schedule, t), _abar(schedule, t_prev)
-    x0_hat = (xt - (1 - a_t).sqrt().to(xt.dtype) * eps) / a_t.sqrt().to(xt.dtype)
+    x0_hat = predict_x0_from_eps(schedule, xt, _full(xt, t), eps)
     if clip_denoised:
         x0_hat = x0_hat.clamp(-1, 1)
     sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
@@ -73,10 +73,8 @@ def ddim_step(
     return x_prev, x0_hat
 
 
-def _eps(model: Model, x: torch.Tensor, t: int, labels: torch.Tensor | None) -> torch.Tensor:
-    tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    out = model(x, tt, labels) if labels is not None else model(x, tt)
-    return out.float()
+def _full(x: torch.Tensor, t: int) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
 @torch.no_grad()
@@ -84,30 +82,38 @@ def ddim_sample(
     model: Model,
     schedule: NoiseSchedule,
     shape: tuple[int, ...],
+    *,
     steps: int | None = 50,
-    timesteps: Sequence[int] | None = None,
-    eta: float = 0.0,
-    labels: torch.Tensor | None = None,
+    cond: Cond | None = None,
+    noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    device: torch.device | str = "cpu",
-    clip_denoised: bool = True,
+    device: torch.device | str | None = None,
+    trajectory: bool | int = False,
     progress: bool = True,
-) -> torch.Tensor:
-    """Sample with DDIM over `timesteps` (default: `ddim_timesteps(T, steps)`), starting from x_T (or fresh
-    noise from the CPU `generator`). model(x_t, t[, labels]) predicts eps."""
+    eta: float = 0.0,
+    timesteps: Sequence[int] | None = None,
+    clip_denoised: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+    """Sample with DDIM over `timesteps` (default: `ddim_timesteps(T, steps)`), starting from `noise` (x_T) or fresh
+    noise from the CPU `generator`. model(x_t, t, **cond) predicts eps. The signature is shared with
+    `ddpm.p_sample_loop` and `flow.euler_sample`; `trajectory` returns [TrajectoryStep(t, x_t, x0_hat), ...] too,
+    ending at t = -1 (the clean sample)."""
     from tqdm.auto import tqdm
 
     ts = check_timesteps(timesteps if timesteps is not None else ddim_timesteps(schedule.T, steps), schedule.T)
-    if labels is not None and labels.shape[0] != shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {shape[0]}")
+    device = torch.device(device) if device is not None else model_device(model)
+    cond = check_cond(cond, shape[0], device)
     schedule = schedule.to(device)
-    x = (x_T.clone() if x_T is not None else torch.randn(shape, generator=generator)).to(device).float()
+    x = initial_noise(shape, noise, generator, device)
+    record = TrajectoryRecorder(trajectory)
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {len(ts)} steps", disable=not progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         z = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        x, _ = ddim_step(schedule, _eps(model, x, t, labels), x, t, t_prev, eta, z, clip_denoised)
-    return x
+        eps = model(x, _full(x, t), **cond).float()
+        x_prev, x0_hat = ddim_step(schedule, eps, x, t, t_prev, eta, z, clip_denoised)
+        record.add(i, t, x, x0_hat)
+        x = x_prev
+    return (x, record.finish(-1, x)) if record else x
 
 
 @torch.no_grad()
@@ -115,24 +121,26 @@ def ddim_invert(
     model: Model,
     schedule: NoiseSchedule,
     x0: torch.Tensor,
+    *,
     steps: int = 50,
-    labels: torch.Tensor | None = None,
+    cond: Cond | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Run the deterministic (eta = 0) DDIM update backwards, image -> noise: for increasing t_prev < t,
     x_t = sqrt(\\bar\\alpha_t) x0_hat + sqrt(1 - \\bar\\alpha_t) eps, with eps evaluated at the current (less
     noisy) point.
-    Sampling the result with `ddim_sample(..., x_T=result, eta=0, same steps)` approximately recovers x0."""
+    Sampling the result with `ddim_sample(..., noise=result, eta=0, same steps)` approximately recovers x0."""
     from tqdm.auto import tqdm
 
     ts = ddim_timesteps(schedule.T, steps)[::-1]  # increasing: 0, ..., T - T//steps
     schedule = schedule.to(x0.device)
+    cond = check_cond(cond, x0.shape[0], x0.device)
     x = x0.float().clone()
     prev = -1
     for t in tqdm(ts, desc="DDIM inversion", disable=not progress, leave=False):
-        eps = _eps(model, x, max(prev, 0), labels)
-        a_prev, a_t = _abar(schedule, prev), _abar(schedule, t)
-        x0_hat = (x - (1 - a_prev).sqrt().to(x.dtype) * eps) / a_prev.sqrt().to(x.dtype)
+        eps = model(x, _full(x, max(prev, 0)), **cond).float()
+        x0_hat = x if prev < 0 else predict_x0_from_eps(schedule, x, _full(x, prev), eps)
+        a_t = _abar(schedule, t)
         x = a_t.sqrt().to(x.dtype) * x0_hat + (1 - a_t).sqrt().to(x.dtype) * eps
         prev = t
     return x

@@ -5,10 +5,9 @@ q_sample implements the closed form  x_t = sqrt(\bar\alpha_t) x_0 + sqrt(1 - \ba
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 from .schedules import NoiseSchedule, extract
 
 
@@ -32,24 +31,27 @@ def _check_timesteps(t: torch.Tensor | int, batch: int, T: int, device: torch.de
 def q_sample(
     schedule: NoiseSchedule,
     x0: torch.Tensor,
+    noise: torch.Tensor,
     t: torch.Tensor | int,
-    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Sample x_t ~ q(x_t | x_0) in one shot:  x_t = sqrt(\bar\alpha_t) x_0 + sqrt(1 - \bar\alpha_t) eps.
 
-    x0: (B, ...) clean data in [-1, 1]; t: integer timesteps, shape (B,) (or one int for the whole batch);
-    noise: eps with x0's shape (drawn from N(0, I) when omitted).
+    x0: (B, ...) clean data in [-1, 1]; noise: eps ~ N(0, I) with x0's shape; t: integer timesteps, shape (B,) (or
+    one int for the whole batch). The argument order (x0, noise, t) is diffusers' `add_noise(original, noise, t)` and
+    `flow.interpolate`'s.
     """
     if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
         raise ValueError(
             "x0 must be a batched tensor (B, C, H, W) (or (B, C, T, H, W)); "
             f"got {tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
         )
+    if not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
+        hint = ""
+        if isinstance(t, torch.Tensor) and t.shape == x0.shape:
+            hint = " (the arguments are q_sample(schedule, x0, noise, t): noise before t)"
+        got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise ValueError(f"noise must be a tensor with x0's shape {tuple(x0.shape)}, got {got}{hint}")
     t = _check_timesteps(t, x0.shape[0], schedule.T, x0.device)
-    if noise is None:
-        noise = torch.randn_like(x0)
-    elif noise.shape != x0.shape:
-        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
     a = extract(schedule.sqrt_alphas_cumprod, t, x0.ndim).to(x0.dtype)
     s = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.ndim).to(x0.dtype)
     return a * x0 + s * noise
@@ -65,10 +67,13 @@ def forward_step(x_prev: torch.Tensor, beta_t: float | torch.Tensor, noise: torc
 
 
 def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    r"""Invert the closed form for x_0:  x0_hat = (x_t - sqrt(1 - \bar\alpha_t) eps) / sqrt(\bar\alpha_t)."""
-    a = extract(schedule.sqrt_alphas_cumprod, t, xt.ndim).to(xt.dtype)
-    s = extract(schedule.sqrt_one_minus_alphas_cumprod, t, xt.ndim).to(xt.dtype)
-    return (xt - s * eps) / a
+    r"""Invert the closed form for x_0:  x0_hat = (x_t - sqrt(1 - \bar\alpha_t) eps) / sqrt(\bar\alpha_t).
+
+    The coefficients are formed in float64: near t = T-1, x_t and sqrt(1 - \bar\alpha_t) eps nearly cancel and the
+    difference is divided by a tiny sqrt(\bar\alpha_t), which would magnify float32 rounding of the coefficients.
+    """
+    abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
+    return ((xt - (1 - abar).sqrt().to(xt.dtype) * eps) / abar.sqrt().to(xt.dtype)).to(xt.dtype)
 
 
 def q_posterior_mean_variance(
@@ -89,22 +94,24 @@ def q_posterior_mean_variance(
 
 
 def ddpm_loss(
-    model: Callable[..., torch.Tensor],
+    model: Model,
     schedule: NoiseSchedule,
     x0: torch.Tensor,
-    labels: torch.Tensor | None = None,
+    *,
+    cond: Cond | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     r"""L_simple = E_{t, x_0, eps} || eps - eps_theta(sqrt(\bar\alpha_t) x_0 + sqrt(1 - \bar\alpha_t) eps, t) ||^2.
 
-    t is uniform on {0..T-1}; eps ~ N(0, I). Random numbers are drawn on the CPU from `generator` (so a seed gives
-    the same run on every device), then moved to x0's device.
+    t is uniform on {0..T-1}; eps ~ N(0, I); the model is called as model(x_t, t, **cond). Random numbers are drawn
+    on the CPU from `generator` (so a seed gives the same run on every device), then moved to x0's device.
     """
     b = x0.shape[0]
+    cond = check_cond(cond, b, x0.device)
     t = torch.randint(0, schedule.T, (b,), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
-    xt = q_sample(schedule, x0, t, noise)
-    pred = model(xt, t, labels) if labels is not None else model(xt, t)
+    xt = q_sample(schedule, x0, noise, t)
+    pred = model(xt, t, **cond)
     return torch.mean((pred.float() - noise.float()) ** 2)
 
 
@@ -121,7 +128,7 @@ def p_sample(
 
     x0_hat = (x_t - sqrt(1 - \bar\alpha_t) eps) / sqrt(\bar\alpha_t)   (clipped to [-1, 1] if clip_denoised)
     mu_theta = posterior mean with x0_hat in place of x_0                (without clipping this equals
-               1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - \bar\alpha_t) eps), the seeds' form)
+               1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - \bar\alpha_t) eps), Ho et al.'s eq. 11)
     sigma_t^2 = posterior_variance_t ("fixed_small");  no noise is added at t = 0.
     Returns (x_{t-1}, x0_hat).
     """
@@ -139,36 +146,43 @@ def p_sample(
 
 @torch.no_grad()
 def p_sample_loop(
-    model: Callable[..., torch.Tensor],
+    model: Model,
     schedule: NoiseSchedule,
     shape: tuple[int, ...],
-    labels: torch.Tensor | None = None,
+    *,
+    steps: int | None = None,
+    cond: Cond | None = None,
+    noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    clip_denoised: bool = True,
-    return_trajectory: bool = False,
-    trajectory_every: int = 50,
+    device: torch.device | str | None = None,
+    trajectory: bool | int = False,
     progress: bool = True,
-) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, torch.Tensor, torch.Tensor]]]:
-    """Ancestral sampling: start from x_T ~ N(0, I) and apply `p_sample` for t = T-1, ..., 0.
+    clip_denoised: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+    """Ancestral sampling: start from x_T ~ N(0, I) (or `noise`) and apply `p_sample` for t = T-1, ..., 0.
 
-    model(x_t, t[, labels]) predicts eps. Random numbers come from `generator` (a CPU generator: the same seed
-    gives the same samples on every device). With return_trajectory, also returns [(t, x_t, x0_hat), ...] every
-    `trajectory_every` steps and at t = 0 (tensors on the CPU).
+    The sampler signature shared with `ddim.ddim_sample` and `flow.euler_sample` (see `minidiff.sampling`):
+    model(x_t, t, **cond) predicts eps; `steps` must be T (or None): ancestral sampling visits every step (for fewer,
+    use `ddim_sample`, whose eta = 1 is the same process on a sub-sequence). Random numbers come from the CPU
+    `generator` (the same seed gives the same samples on every device); `device` defaults to the model's. With
+    `trajectory` (True, or every k-th step), also returns [TrajectoryStep(t, x_t, x0_hat), ...] ending at t = -1.
     """
     from tqdm.auto import tqdm
 
-    if labels is not None and labels.shape[0] != shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {shape[0]}")
+    T = schedule.T
+    if steps is not None and steps != T:
+        raise ValueError(f"ancestral sampling runs all T={T} steps (got steps={steps}); for fewer steps use "
+                         "ddim.ddim_sample (eta=1 is the ancestral process on a sub-sequence)")
+    device = torch.device(device) if device is not None else model_device(model)
+    cond = check_cond(cond, shape[0], device)
     schedule = schedule.to(device)
-    x = torch.randn(shape, generator=generator).to(device)
-    traj: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-    for t in tqdm(range(schedule.T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False):
+    x = initial_noise(shape, noise, generator, device)
+    record = TrajectoryRecorder(trajectory)
+    for i, t in enumerate(tqdm(range(T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False)):
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        eps = model(x, tt, labels) if labels is not None else model(x, tt)
+        eps = model(x, tt, **cond)
         z = torch.randn(shape, generator=generator).to(device) if t > 0 else None
         x_prev, x0_hat = p_sample(schedule, eps.float(), x, t, z, clip_denoised)
-        if return_trajectory and (t % trajectory_every == 0 or t == schedule.T - 1):
-            traj.append((t, x.cpu(), x0_hat.cpu()))
+        record.add(i, t, x, x0_hat)
         x = x_prev
-    return (x, traj) if return_trajectory else x
+    return (x, record.finish(-1, x)) if record else x

@@ -10,54 +10,13 @@ perfect generator (or one that memorised its training set) scores.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from .utils import check_image_batch
-
-
-@dataclass
-class ClassifierConfig:
-    image_size: int = 16
-    num_classes: int = 10
-    width: int = 32
-    feature_dim: int = 128
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClassifierConfig:
-        return cls(**d)
-
-
-class DigitClassifier(nn.Module):
-    """conv-conv-pool-conv-pool -> Linear(feature_dim) ("features") -> Linear(num_classes)."""
-
-    def __init__(self, config: ClassifierConfig):
-        super().__init__()
-        self.config = c = config
-        w = c.width
-        self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(2 * w * (c.image_size // 4) ** 2, c.feature_dim), nn.ReLU(),
-        )
-        self.head = nn.Linear(c.feature_dim, c.num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_image_batch(x, "images", channels=(1,))
-        if x.shape[-1] != self.config.image_size or x.shape[-2] != self.config.image_size:
-            raise ValueError(f"the classifier takes {self.config.image_size}x{self.config.image_size} digits, "
-                             f"got {tuple(x.shape[-2:])}")
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+from .models.classifier import ClassifierConfig, DigitClassifier
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
@@ -148,18 +107,6 @@ def evaluate_digits(classifier: DigitClassifier, samples: torch.Tensor, labels: 
         "n_samples": n,
         "n_reference": len(ref),
     }
-
-
-def benchmark_records(name: str) -> list[dict]:
-    """The committed benchmark records benchmarks/results/NAME.json of this checkout (for the lessons' tables)."""
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no benchmark results at {path}; run python benchmarks/{name}.py from the project "
-                                "root (minidiff must be installed from a checkout: pip install -e .)")
-    return json.loads(path.read_text())
 
 
 # --------------------------------------------------------------------------------------------------- video judge
@@ -253,3 +200,49 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
         raise ValueError(f"psnr needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
     mse = float((((x.detach().float().cpu().clamp(-1, 1) - ref.detach().float().cpu()) / 2) ** 2).mean())
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+
+
+def retrieval_top1(clip, latents: torch.Tensor, caption_index: torch.Tensor) -> float:
+    """Fraction of videos (as scaled latents) whose most similar caption, among all 240, is their own, according to
+    a tiny CLIP (`minidiff.models.text.TinyCLIP`)."""
+    from .data import caption_table
+
+    with torch.no_grad():
+        sims = clip.embed_video(latents) @ clip.embed_text(caption_table()).T
+    return float((sims.argmax(1) == caption_index.cpu()).float().mean())
+
+
+def split_captions(split: str) -> torch.Tensor:
+    """Caption indices (into data.caption_table) of the training ("train", 230) or held-out ("heldout", 10)
+    attribute combinations."""
+    from .data import HELDOUT_COMBOS, VIDEO_SPLITS, caption_attributes
+
+    if split not in VIDEO_SPLITS:
+        raise ValueError(f"split must be one of {VIDEO_SPLITS}, got {split!r}")
+    idx = torch.arange(240)
+    d, c, m = (a.tolist() for a in caption_attributes(idx))
+    held = torch.tensor([combo in HELDOUT_COMBOS for combo in zip(d, c, m, strict=True)])
+    return idx[held] if split == "heldout" else idx[~held]
+
+
+def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_prompt: int = 1,
+                     steps: int | None = None, cfg_scale: float | None = None, seed: int = 0, batch: int = 60) -> dict:
+    """Prompt adherence of a text-to-video generator over every caption of a split, read by the video judge.
+
+    generate(prompts, steps=, cfg_scale=, seed=) -> videos (e.g. a pipeline.TextToVideo); each batch gets its own
+    seed (seed, seed + 1, ...). Returns the judge's accuracy per attribute and "all_three", the number of videos and
+    the seconds per video (generation only)."""
+    import time
+
+    from .data import caption_attributes, caption_table
+
+    idx = split_captions(split).repeat(samples_per_prompt)
+    table = caption_table()
+    videos, seconds = [], 0.0
+    for k, chunk in enumerate(idx.split(batch)):
+        t0 = time.perf_counter()
+        videos.append(generate([table[i] for i in chunk.tolist()], steps=steps, cfg_scale=cfg_scale, seed=seed + k))
+        seconds += time.perf_counter() - t0
+    d, c, m = caption_attributes(idx)
+    acc = judge_videos(torch.cat(videos), judge, d, c, m).accuracy
+    return {**acc, "n_videos": len(idx), "seconds_per_video": round(seconds / len(idx), 4)}

@@ -1,19 +1,20 @@
-r"""Flow matching / rectified flow, in the convention of the seeds, Open-Sora and Flux.
+r"""Flow matching / rectified flow (Lipman et al. 2023; Liu et al. 2023), in the convention of SD3, Flux and Open-Sora.
 
 Continuous t in [0, 1], t = 1 is pure noise:
     x_t = (1 - t) x_0 + t eps,            eps ~ N(0, I)        (the "data definition": a straight line)
     v   = dx_t/dt = eps - x_0                                  (the "model definition": predict the velocity)
     loss = E || v_theta(x_t, t) - (eps - x_0) ||^2
 Sampling integrates dx/dt = v_theta from t = 1 down to 0 with Euler steps:  x <- x + (t_next - t) v_theta(x, t).
+Models receive t itself, in [0, 1]; each scales it for its sinusoidal embedding (`time_factor` = 1000, as in Flux).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import torch
 
-Model = Callable[..., torch.Tensor]
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 
 
 def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,19 @@ def time_shift(alpha: float, t: torch.Tensor) -> torch.Tensor:
     return alpha * t / (1 + (alpha - 1) * t)
 
 
+def resolution_shift(tokens_per_frame: int, latent_frames: int = 1, base_shift: float = 1.0,
+                     max_shift: float = 3.0) -> float:
+    """Open-Sora v2's shift alpha for a latent size (`get_res_lin_function` in opensora/utils/sampling.py):
+    alpha = lin(tokens_per_frame) * sqrt(latent_frames), with lin the line through (256, base_shift) and
+    (4096, max_shift). More tokens carry more redundant detail, so more of the training and sampling time goes to
+    high noise, where the layout is decided; longer videos even more so."""
+    if tokens_per_frame <= 0 or latent_frames <= 0:
+        raise ValueError(f"tokens_per_frame and latent_frames must be positive, got {tokens_per_frame}, "
+                         f"{latent_frames}")
+    lin = base_shift + (tokens_per_frame - 256) * (max_shift - base_shift) / (4096 - 256)
+    return lin * math.sqrt(latent_frames)
+
+
 def euler_timesteps(steps: int, shift: float = 1.0) -> torch.Tensor:
     """The sampling grid: linspace(1, 0, steps + 1), then time_shift(shift, .). Decreasing, from 1 to 0."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
@@ -60,25 +74,25 @@ def euler_timesteps(steps: int, shift: float = 1.0) -> torch.Tensor:
 def flow_loss(
     model: Model,
     x0: torch.Tensor,
-    labels: torch.Tensor | None = None,
+    *,
+    cond: Cond | None = None,
     generator: torch.Generator | None = None,
     logit_normal: bool = True,
     shift: float = 1.0,
 ) -> torch.Tensor:
     """E || v_theta(x_t, t) - (eps - x_0) ||^2 with t ~ logit-normal (or uniform), optionally shifted.
 
-    The network receives t * 1000 (as Open-Sora's timestep embedding does), so the same U-Net/DiT code serves both
-    DDPM's integer steps and flow matching's continuous time. Random numbers come from `generator` on the CPU.
+    The model is called as model(x_t, t, **cond) with t in [0, 1]. Random numbers come from `generator` on the CPU.
     """
     b = x0.shape[0]
+    cond = check_cond(cond, b, x0.device)
     t = logit_normal_t(b, generator) if logit_normal else torch.rand(b, generator=generator)
     if shift != 1.0:
         t = time_shift(shift, t)
     noise = torch.randn(x0.shape, generator=generator)
     t, noise = t.to(x0.device), noise.to(device=x0.device, dtype=x0.dtype)
     xt = interpolate(x0, noise, t)
-    tt = t * 1000
-    pred = model(xt, tt, labels) if labels is not None else model(xt, tt)
+    pred = model(xt, t, **cond)
     return torch.mean((pred.float() - velocity_target(x0, noise).float()) ** 2)
 
 
@@ -86,38 +100,41 @@ def flow_loss(
 def euler_sample(
     model: Model,
     shape: tuple[int, ...],
+    *,
     steps: int = 20,
-    shift: float = 1.0,
-    labels: torch.Tensor | None = None,
+    cond: Cond | None = None,
+    noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    x_1: torch.Tensor | None = None,
-    device: torch.device | str = "cpu",
-    return_trajectory: bool = False,
+    device: torch.device | str | None = None,
+    trajectory: bool | int = False,
     progress: bool = True,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-    """Integrate dx/dt = v_theta(x, t) from t = 1 (noise) to t = 0 (data) with Euler steps on `euler_timesteps`.
+    shift: float = 1.0,
+) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+    """Integrate dx/dt = v_theta(x, t) from t = 1 (noise) to t = 0 (data) with Euler steps on `euler_timesteps`:
+    x <- x + (t_next - t_cur) * model(x, t_cur, **cond).
 
-    x <- x + (t_next - t_cur) * v_theta(x, t_cur * 1000). With return_trajectory, also the list of x at every grid
-    point (on the CPU).
+    The signature is shared with `ddpm.p_sample_loop` and `ddim.ddim_sample`; `noise` is the starting x_1. With
+    `trajectory`, also returns [TrajectoryStep(t, x_t, x0_hat = x_t - t v), ...] at the grid points, ending at t = 0.
     """
     from tqdm.auto import tqdm
 
     ts = euler_timesteps(steps, shift)
-    if labels is not None and labels.shape[0] != shape[0]:
-        raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {shape[0]}")
-    x = (x_1.clone() if x_1 is not None else torch.randn(shape, generator=generator)).to(device).float()
-    traj = [x.cpu()] if return_trajectory else []
+    device = torch.device(device) if device is not None else model_device(model)
+    cond = check_cond(cond, shape[0], device)
+    x = initial_noise(shape, noise, generator, device)
+    record = TrajectoryRecorder(trajectory)
     for i in tqdm(range(steps), desc=f"Euler {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        tt = torch.full((shape[0],), t_cur * 1000, device=device)
-        v = model(x, tt, labels) if labels is not None else model(x, tt)
-        x = x + (t_next - t_cur) * v.float()
-        if return_trajectory:
-            traj.append(x.cpu())
-    return (x, traj) if return_trajectory else x
+        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        record.add(i, t_cur, x, x - t_cur * v)
+        x = x + (t_next - t_cur) * v
+    return (x, record.finish(float(ts[-1]), x)) if record else x
 
 
-# ------------------------------------------------------------------------------------- the unified view (seed 004)
+# ------------------------------------------------------------------------------------- the unified view
+# Diffusion and flow matching as one family (Gao et al., "Diffusion Meets Flow Matching: Two Sides of the Same Coin",
+# diffusionflow.github.io, 2024; Kingma & Gao, "Understanding Diffusion Objectives", 2023): a data definition
+# x_t = a_t x_0 + b_t eps plus a model definition (what the network predicts) give the sampler's update.
 
 
 def estimates_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

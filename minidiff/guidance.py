@@ -1,4 +1,4 @@
-"""Classifier-free guidance (Ho & Salimans): push a conditional prediction away from the unconditional one.
+"""Classifier-free guidance (Ho & Salimans, 2022): push a conditional prediction away from the unconditional one.
 
     pred = uncond + scale * (cond - uncond)
 
@@ -9,6 +9,8 @@ velocity of flow matching alike, so one wrapper serves every sampler in the pack
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 
@@ -18,31 +20,49 @@ def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch
     return uncond + scale * (cond - uncond)
 
 
-class ClassifierFreeGuidance(nn.Module):
-    """Wrap `model(x, t, y)` so that calling it returns the guided prediction.
+def null_like(value: torch.Tensor, null: int | float | torch.Tensor) -> torch.Tensor:
+    """The null condition for a batch shaped like `value` (B, ...): a number repeated (the null label), or a tensor
+    for one sample ((...) or (1, ...), e.g. the empty caption's embedding) repeated over the batch."""
+    if isinstance(null, torch.Tensor):
+        null = null.to(value.device, value.dtype)
+        if null.shape == value.shape[1:]:
+            null = null[None]
+        if null.ndim != value.ndim or null.shape[0] != 1 or null.shape[1:] != value.shape[1:]:
+            raise ValueError(f"a null condition for a batch of shape {tuple(value.shape)} must have shape "
+                             f"{tuple(value.shape[1:])} or (1, {', '.join(map(str, value.shape[1:]))}), got "
+                             f"{tuple(null.shape)}")
+        return null.expand_as(value)
+    return torch.full_like(value, null)
 
-    One batched forward pass: [x, x] with conditions [y, null], then split and combine. `null` is the condition
-    that means "nothing": the null label (an int) for class-conditional models, or a tensor (e.g. the empty
-    caption's embedding) that is repeated over the batch. Pass the wrapper to `ddpm.p_sample_loop`,
-    `ddim.ddim_sample` or `flow.euler_sample` in place of the model, with `labels=y`.
+
+class ClassifierFreeGuidance(nn.Module):
+    """Wrap a denoiser `model(x, t, **cond)` so that calling the wrapper the same way returns the guided prediction.
+
+    `null` pairs every conditioning keyword with its value for "no condition": {"y": 10} (the null label) for a
+    class-conditional model, {"txt": txt(""), "y_vec": y_vec("")} (the empty caption) for a text-conditional one.
+    One batched forward pass: [x, x] with conditions [cond, null], then split and combine. Pass the wrapper to any
+    sampler (`ddpm.p_sample_loop`, `ddim.ddim_sample`, `flow.euler_sample`) in place of the model, with the same cond.
     """
 
-    def __init__(self, model: nn.Module, scale: float, null: int | torch.Tensor):
+    def __init__(self, model: nn.Module, scale: float, null: Mapping[str, int | float | torch.Tensor]):
         super().__init__()
-        if not isinstance(scale, (int, float)) or scale < 0:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
             raise ValueError(f"guidance scale must be a number >= 0 (1 = no guidance), got {scale!r}")
-        self.model, self.scale, self.null = model, float(scale), null
+        if not isinstance(null, Mapping) or not null:
+            raise ValueError(f"null must map each conditioning keyword to its null value, e.g. {{'y': 10}} for the "
+                             f"null label; got {null!r}")
+        self.model, self.scale, self.null = model, float(scale), dict(null)
 
-    def _null_like(self, y: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.null, torch.Tensor):
-            return self.null.to(y.device, y.dtype).expand_as(y)
-        return torch.full_like(y, self.null)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if y is None:
-            raise ValueError("classifier-free guidance needs a condition: pass labels (or text) to the sampler")
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
+        if not cond:
+            raise ValueError("classifier-free guidance needs a condition: pass cond={...} to the sampler")
+        missing = sorted(set(cond) - set(self.null))
+        if missing:
+            raise ValueError(f"no null value for {missing}: give ClassifierFreeGuidance(..., null={{...}}) an entry "
+                             f"for every conditioning keyword (it has {sorted(self.null)})")
         if self.scale == 1.0:  # nothing to guide: save the unconditional pass
-            return self.model(x, t, y)
-        out = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, self._null_like(y)]))
-        cond, uncond = out.chunk(2)
-        return cfg_combine(cond, uncond, self.scale)
+            return self.model(x, t, **cond)
+        both = {k: torch.cat([v, null_like(v, self.null[k])]) for k, v in cond.items()}
+        out = self.model(torch.cat([x, x]), torch.cat([t, t]), **both)
+        c, u = out.chunk(2)
+        return cfg_combine(c, u, self.scale)

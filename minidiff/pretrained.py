@@ -7,7 +7,6 @@ minutes and the commit. Loading validates the config against the weights and nev
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint
-from .eval import ClassifierConfig, DigitClassifier
+from .models.classifier import ClassifierConfig, DigitClassifier
 from .models.dit import DiT, DiTConfig
+from .models.mmdit import MMDiT, MMDiTConfig
 from .models.text import TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAEConfig, VideoVAE
@@ -28,6 +28,7 @@ KINDS: dict[str, tuple[type, type]] = {
     "vae": (VAEConfig, VideoVAE),
     "tiny-clip": (TinyCLIPConfig, TinyCLIP),
     "digit-classifier": (ClassifierConfig, DigitClassifier),
+    "mmdit": (MMDiTConfig, MMDiT),
 }
 
 
@@ -51,9 +52,7 @@ def save_pretrained(name: str, model: nn.Module, kind: str, card: dict, root: st
     root = Path(root)
     full = {"name": name, "kind": kind, "config": model.config.to_dict(), "commit": _commit(), **card}
     checkpoint.save_atomic(str(root / f"{name}.safetensors"), dict(model.state_dict()), {"kind": kind})
-    tmp = root / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(full, indent=1) + "\n")
-    os.replace(tmp, root / f"{name}.json")
+    checkpoint.write_json_atomic(root / f"{name}.json", full)
     return root / f"{name}.json"
 
 
@@ -70,9 +69,7 @@ def update_card(name: str, fields: dict, root: str | Path = ROOT) -> None:
     """Merge `fields` into NAME.json (atomically), e.g. metrics measured by a benchmark after training."""
     card = load_card(name, root)
     card.update(fields)
-    tmp = Path(root) / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(tmp, Path(root) / f"{name}.json")
+    checkpoint.write_json_atomic(Path(root) / f"{name}.json", card)
 
 
 def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -6,6 +6,7 @@
     python -m minidiff.recipes dit-digits [--minutes 5]
     python -m minidiff.recipes video-vae [--minutes 12]
     python -m minidiff.recipes text-encoder [--minutes 3]      # needs video-vae
+    python -m minidiff.recipes t2v-mmdit [--minutes 30]        # needs video-vae and text-encoder
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
 """
 
@@ -19,12 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from . import ddpm, flow
-from .data import load_digits
-from .eval import class_accuracy, train_classifier
+from .data import caption_table, load_digits
+from .eval import class_accuracy, retrieval_top1, train_classifier
 from .models.dit import DiT, DiTConfig
+from .models.layers import drop_labels
+from .models.mmdit import MMDiTConfig
 from .models.text import TextEncoderConfig, TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
-from .models.vae import ImageVAE, VAEConfig, VideoVAE
+from .models.vae import ImageVAE, ImageVAEConfig, VAEConfig, VideoVAE, encode_videos
 from .pretrained import save_pretrained
 from .schedules import make_schedule
 from .train import TrainConfig, train
@@ -41,7 +44,7 @@ DDPM_DIGITS = {
 
 
 FLOW_DIGITS = {
-    "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10),
+    "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10, time_factor=1000.0),
     "train": DDPM_DIGITS["train"],
     "label_dropout": 0.1,
     "logit_normal": True,
@@ -50,7 +53,7 @@ FLOW_DIGITS = {
 
 DIT_DIGITS = {
     "dit": DiTConfig(image_size=16, in_channels=1, patch_size=2, hidden_size=128, depth=6, num_heads=4,
-                     num_classes=10),
+                     num_classes=10, time_factor=1000.0),
     "train": TrainConfig(steps=100_000, batch_size=16, lr=1e-3, ema_decay=0.995, grad_clip=1.0, max_minutes=5.0,
                          seed=0, bf16=False, log_every=25),
     "label_dropout": 0.1,
@@ -81,14 +84,6 @@ TEXT_ENCODER = {
 }
 
 
-def drop_labels(y: torch.Tensor | None, num_classes: int, p: float, g: torch.Generator) -> torch.Tensor | None:
-    """Replace each label by the null class `num_classes` with probability p (teaches the unconditional model, CFG)."""
-    if y is None or p <= 0:
-        return y
-    drop = torch.rand(y.shape, generator=g).to(y.device) < p
-    return torch.where(drop, torch.full_like(y, num_classes), y)
-
-
 def _train_config(base: TrainConfig, minutes: float | None, steps: int | None,
                   checkpoint_path: str | None = None) -> TrainConfig:
     """A copy of a recipe's TrainConfig with the caller's overrides; bf16 'auto' resolved so the card records it."""
@@ -113,11 +108,16 @@ def _card(name: str, result, recipe: dict) -> dict:
             "final_loss": round(sum(result.losses[-100:]) / min(100, len(result.losses)), 5)}
 
 
+def _label_cond(y: torch.Tensor | None, num_classes: int, label_dropout: float, g: torch.Generator) -> dict | None:
+    """cond={"y": labels}, each replaced by the null label with probability `label_dropout` (for guidance)."""
+    return None if y is None else {"y": drop_labels(y, num_classes, label_dropout, g)}
+
+
 def flow_loss_fn(num_classes: int, label_dropout: float, logit_normal: bool = True):
-    """Flow matching's velocity loss with label dropout (the U-Net sees t * 1000 as its timestep)."""
+    """Flow matching's velocity loss with label dropout, as loss_fn(model, x, y, generator) for `train`."""
 
     def loss_fn(model, x, y, g):
-        return flow.flow_loss(model, x, drop_labels(y, num_classes, label_dropout, g), generator=g,
+        return flow.flow_loss(model, x, cond=_label_cond(y, num_classes, label_dropout, g), generator=g,
                               logit_normal=logit_normal)
 
     return loss_fn
@@ -185,29 +185,9 @@ def image_vae(kl_weight: float | None, steps: int | None = None, progress: bool 
     a number trains a VAE with that KL weight (ImageVAE.loss). Returns the EMA model, on the CPU, in eval mode."""
     cfg = _train_config(IMAGE_VAE["train"], None, steps, None)
     seed_everything(cfg.seed)
-    model = ImageVAE(latent_dim=2, kl_weight=kl_weight or 0.0)
+    model = ImageVAE(ImageVAEConfig(latent_dim=2, kl_weight=kl_weight or 0.0))
     loss = autoencoder_loss if kl_weight is None else (lambda m, x, y, g: m.loss(x, g))
     return train(model, loss, (load_digits(16)[0], None), cfg, progress=progress).ema.cpu().eval()
-
-
-def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torch.Tensor:
-    """Scaled latent means z * scaling_factor of videos (N, 3, T, H, W), in batches, without gradients."""
-    with torch.no_grad():
-        return torch.cat([vae.encode(v)[0] for v in videos.split(batch)]) * vae.config.scaling_factor
-
-
-def caption_table() -> list[str]:
-    """All 240 captions, in the order of data.caption_index (digit * 24 + colour * 4 + direction)."""
-    from .data import COLOUR_NAMES, DIRECTION_NAMES, caption
-
-    return [caption(d, c, m) for d in range(10) for c in range(len(COLOUR_NAMES)) for m in range(len(DIRECTION_NAMES))]
-
-
-def retrieval_top1(clip: TinyCLIP, latents: torch.Tensor, caption_index: torch.Tensor) -> float:
-    """Fraction of videos whose most similar caption, among all 240, is their own."""
-    with torch.no_grad():
-        sims = clip.embed_video(latents) @ clip.embed_text(caption_table()).T
-    return float((sims.argmax(1) == caption_index).float().mean())
 
 
 def text_encoder(minutes: float | None = None, steps: int | None = None, progress: bool = True,
@@ -243,11 +223,95 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     return result, recipe, metrics
 
 
+T2V_MMDIT = {
+    "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=128,
+                         mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=(8, 12, 12)),
+    "train": TrainConfig(steps=6000, batch_size=16, lr=3e-3, lr_schedule="cosine", warmup_steps=100,
+                         ema_decay=0.995, grad_clip=1.0, max_minutes=30.0, seed=0, bf16=False, log_every=25),
+    "n_videos": 20000,
+    "data_seed": 10,
+    "text_dropout": 0.316,  # txt and y_vec are each replaced by the empty caption's with this p (both: ~10 %)
+    "sampling": {"steps": 20, "cfg_scale": 4.0},
+}
+
+
+def text_table(clip, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen text encoder's (txt, y_vec) for a list of prompts, computed once (Open-Sora and DiffSynth-Studio
+    treat the condition encoders as frozen too, so their outputs can be cached)."""
+    with torch.no_grad():
+        return clip.text_encoder(prompts)
+
+
+def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: int, text_dropout: float,
+                shift: float):
+    """Rectified flow on scaled video latents, conditioned on caption `y` (an index into the text tables):
+    txt and y_vec are each dropped to the empty caption with probability `text_dropout` (for guidance), t is
+    logit-normal then shifted by `shift` (Open-Sora), the target is v = noise - x_0."""
+
+    def loss_fn(model, x, y, g):
+        it = drop_labels(y, null_index, text_dropout, g)
+        iv = drop_labels(y, null_index, text_dropout, g)
+        cond = {"txt": txt_table.to(x.device)[it], "y_vec": vec_table.to(x.device)[iv]}
+        return flow.flow_loss(model, x, cond=cond, generator=g, logit_normal=True, shift=shift)
+
+    return loss_fn
+
+
+def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: bool = True,
+              checkpoint_path: str | None = None, n_videos: int | None = None, config: MMDiTConfig | None = None,
+              train_config: TrainConfig | None = None, evaluate: bool = True):
+    """Lesson 08's text-to-video MMDiT on moving digits (train combinations): the shipped video VAE and tiny CLIP
+    are frozen; their outputs (scaled latent means, txt / y_vec of all 240 captions and "") are computed once.
+    `config` / `train_config` let the lesson and the ablation benchmark train variants with the same recipe.
+    Returns (TrainResult, recipe dict, card fields: the pipeline settings and, if `evaluate`, prompt adherence)."""
+    from .data import caption_index, moving_digits
+    from .models.mmdit import MMDiT
+    from .models.vae import encode_videos
+    from .pretrained import load_pretrained
+
+    r = T2V_MMDIT
+    base = train_config or r["train"]
+    seed_everything(base.seed)
+    cfg = _train_config(base, minutes, steps, checkpoint_path)
+    vae, _ = load_pretrained("video-vae")
+    clip, _ = load_pretrained("text-encoder")
+    n_videos = n_videos or r["n_videos"]
+    md = moving_digits(n_videos, seed=r["data_seed"], split="train")
+    latents = encode_videos(vae, md.videos)
+    index = caption_index(md.digits, md.colours, md.directions)
+    txt, vec = text_table(clip, caption_table() + [""])
+    c_lat, t_lat, h, w = latents.shape[1:]
+    mcfg = config or r["mmdit"]
+    shift = flow.resolution_shift((h // mcfg.patch_size) * (w // mcfg.patch_size), t_lat)
+    loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift)
+    result = train(MMDiT(MMDiTConfig.from_dict(mcfg.to_dict())), loss, (latents, index), cfg, progress=progress)
+    pipeline = {"vae": "video-vae", "text_encoder": "text-encoder", "frames": md.videos.shape[2],
+                "height": md.videos.shape[3], "width": md.videos.shape[4], "shift": round(shift, 5),
+                **r["sampling"]}
+    recipe = {"objective": "rectified flow on scaled video-vae latent means, v = noise - x0, t = 1 is noise",
+              "t": f"logit-normal, then time_shift(alpha={shift:.4f}) (Open-Sora's resolution shift)",
+              "text_dropout": r["text_dropout"], "data": f"{n_videos} moving-digit videos (train split, seed "
+              f"{r['data_seed']}) encoded once; text embeddings of the 240 captions and \"\" cached",
+              "train": _public(cfg)}
+    fields = {"pipeline": pipeline}
+    if evaluate:
+        from .eval import prompt_adherence
+        from .pipeline import TextToVideo
+
+        judge, _ = load_pretrained("digit-classifier")
+        pipe = TextToVideo(result.ema.eval(), vae, clip.text_encoder.eval(), **{k: v for k, v in pipeline.items()
+                                                                               if k not in ("vae", "text_encoder")})
+        fields["metrics"] = {split: prompt_adherence(pipe, judge, split, seed=1) for split in ("train", "heldout")}
+        fields["metrics"]["source"] = (f"recipes.t2v_mmdit: every caption of the split once (seed 1), "
+                                       f"{pipeline['steps']} Euler steps, guidance {pipeline['cfg_scale']}")
+    return result, recipe, fields
+
+
 def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
     """L_simple with labels replaced by the null class with probability `label_dropout` (ready for CFG)."""
 
     def loss_fn(model, x, y, g):
-        return ddpm.ddpm_loss(model, schedule, x, drop_labels(y, num_classes, label_dropout, g), generator=g)
+        return ddpm.ddpm_loss(model, schedule, x, cond=_label_cond(y, num_classes, label_dropout, g), generator=g)
 
     return loss_fn
 
@@ -290,22 +354,28 @@ def digit_classifier(progress: bool = True):
 
 def _run_ddpm_digits(minutes):
     result, _, recipe = ddpm_digits(minutes=minutes)
-    return result, recipe, "unet", None
+    return result, recipe, "unet", {}
 
 
 def _run_text_encoder(minutes):
     result, recipe, metrics = text_encoder(minutes=minutes)
-    return result, recipe, "tiny-clip", metrics
+    return result, recipe, "tiny-clip", {"metrics": metrics}
 
 
-# name -> (minutes -> (TrainResult, recipe dict, model kind, metrics or None)), for the command line
+# name -> (minutes -> (TrainResult, recipe dict, model kind, extra card fields)), for the command line
 _RUNS = {
     "ddpm-digits": _run_ddpm_digits,
-    "flow-digits": lambda minutes: (*flow_digits(minutes=minutes), "unet", None),
-    "dit-digits": lambda minutes: (*dit_digits(minutes=minutes), "dit", None),
-    "video-vae": lambda minutes: (*video_vae(minutes=minutes), "vae", None),
+    "flow-digits": lambda minutes: (*flow_digits(minutes=minutes), "unet", {}),
+    "dit-digits": lambda minutes: (*dit_digits(minutes=minutes), "dit", {}),
+    "video-vae": lambda minutes: (*video_vae(minutes=minutes), "vae", {}),
     "text-encoder": _run_text_encoder,
+    "t2v-mmdit": lambda minutes: _with_kind(t2v_mmdit(minutes=minutes), "mmdit"),
 }
+
+
+def _with_kind(run: tuple, kind: str) -> tuple:
+    result, recipe, fields = run
+    return result, recipe, kind, fields
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -317,8 +387,8 @@ def _main(argv: list[str] | None = None) -> int:
         _, card = digit_classifier()
         print(card)
     else:
-        result, recipe, kind, metrics = _RUNS[a.name](a.minutes)
-        card = _card(a.name, result, recipe) | ({"metrics": metrics} if metrics else {})
+        result, recipe, kind, fields = _RUNS[a.name](a.minutes)
+        card = _card(a.name, result, recipe) | fields
         save_pretrained(a.name, result.ema, kind, card)
         print({k: v for k, v in card.items() if k != "recipe_config"})
     return 0

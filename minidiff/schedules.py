@@ -23,7 +23,7 @@ def _check_T(T: int) -> None:
 
 
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    r"""beta_t rising linearly from `beta_start` to `beta_end` over T steps (Ho et al. 2020; the seeds' choice).
+    r"""beta_t rising linearly from `beta_start` to `beta_end` over T steps (Ho et al. 2020, section 4).
 
     beta_t = beta_start + (beta_end - beta_start) * t / (T - 1),  t = 0..T-1.
     """

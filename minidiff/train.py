@@ -29,6 +29,10 @@ class TrainConfig:
     steps: int = 1000  # total optimiser steps (a resumed run continues up to this number)
     batch_size: int = 128
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # or "cosine": from lr down to lr * final_lr_fraction at `steps`
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first warmup_steps steps
+    final_lr_fraction: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -50,6 +54,20 @@ class TrainResult:
     step: int = 0
     minutes: float = 0.0
     stopped_by: str = "steps"
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate for optimiser step `step` (0-based): linear warm-up, then constant or cosine decay."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.lr_schedule != "cosine":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    low = config.lr * config.final_lr_fraction
+    return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class NonFiniteLoss(RuntimeError):
@@ -154,7 +172,9 @@ def train(
         raise ValueError(f"data has {x_all.shape[0]} inputs but {y_all.shape[0]} labels")
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    learning_rate(config, 0)  # validates the schedule
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            betas=tuple(config.adam_betas))
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     step = 0
@@ -187,6 +207,8 @@ def train(
             if config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes:
                 stopped_by = "time"
                 break
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(config, step)
             idx = torch.randint(0, n, (config.batch_size,), generator=gen).to(device)
             xb, yb = x_all[idx], (y_all[idx] if y_all is not None else None)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):

@@ -77,7 +77,7 @@ def plot_noising_strip(
     if axes is None:
         _, axes = plt.subplots(1, len(ts), figsize=(1.6 * len(ts), 1.9))
     for ax, t in zip(axes, ts, strict=True):
-        xt = q_sample(schedule, x0, int(t), noise)
+        xt = q_sample(schedule, x0, noise, int(t))
         img = to_numpy_image(xt)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"t={t}", fontsize=9)
@@ -172,3 +172,49 @@ def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fp
     html = HTML(anim.to_jshtml(fps=fps, default_mode="loop"))
     plt.close(fig)
     return html
+
+
+def video_strip_frames(videos: torch.Tensor, scale: int = 4, gap: int = 2) -> np.ndarray:
+    """Videos (B, C, T, H, W) in [-1, 1] side by side, each pixel a scale x scale block: uint8 frames
+    (T, scale*H, B*scale*W + (B-1)*gap, 3) on a white background between videos."""
+    v = _check_videos(videos)
+    if v.shape[1] == 1:
+        v = v.expand(-1, 3, -1, -1, -1)
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 32:
+        raise ValueError(f"scale must be an integer from 1 to 32, got {scale!r}")
+    b, _, t, h, w = v.shape
+    img = ((v + 1) / 2 * 255).round().to(torch.uint8)
+    img = img.repeat_interleave(scale, dim=3).repeat_interleave(scale, dim=4)  # (B, 3, T, sH, sW)
+    out = torch.full((t, 3, scale * h, b * scale * w + (b - 1) * gap), 255, dtype=torch.uint8)
+    for i in range(b):
+        left = i * (scale * w + gap)
+        out[:, :, :, left:left + scale * w] = img[i].permute(1, 0, 2, 3)
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+def save_gif(videos: torch.Tensor, path: str, fps: int = 4, scale: int = 4) -> str:
+    """Write videos (B, C, T, H, W) in [-1, 1], side by side, as a looping GIF at `path`, atomically (a temporary
+    file in the same folder, then a rename: an interrupted write never leaves half a GIF). Returns the path."""
+    import os
+    import tempfile
+
+    from PIL import Image
+
+    if not str(path).lower().endswith(".gif"):
+        raise ValueError(f"the output file must end in .gif, got {path!r}")
+    frames = [Image.fromarray(f) for f in video_strip_frames(videos, scale)]
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"the folder {folder} does not exist: create it first or choose another -o path")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gif", dir=folder)
+    os.close(fd)
+    try:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
+                       optimize=False, disposal=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return str(path)

@@ -1,11 +1,13 @@
 """Interactive widgets, one builder per widget.
 
 Each callback body is a pure function (`*_frame`) that tests call directly; the builder only wires ipywidgets
-controls to it and draws what it returns.
+controls to it (with `_interactive`, the one piece of Output/observe/redraw scaffolding they share) and draws what
+it returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -16,6 +18,25 @@ from .ddpm import q_sample
 from .schedules import SCHEDULES, NoiseSchedule, make_schedule
 from .utils import check_image_batch
 from .viz import to_numpy_image
+
+
+def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None):
+    """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
+    return VBox([*rows, output]) (rows default to the controls, one per row)."""
+    import ipywidgets as W
+
+    out = W.Output()
+
+    def redraw(_change=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            draw()
+            plt.show()
+
+    for c in controls:
+        c.observe(redraw, names="value")
+    redraw()
+    return W.VBox([*(rows if rows is not None else controls), out])
 
 # --------------------------------------------------------------------------------------------- noising explorer
 
@@ -59,7 +80,7 @@ def noising_explorer_frame(
     if not 0 <= int(t) < schedule.T:
         raise ValueError(f"t={t} is out of range for a schedule with T={schedule.T} steps (valid: 0..{schedule.T - 1})")
     t = int(t)
-    xt = q_sample(schedule, x0, t, noise.reshape(x0.shape))
+    xt = q_sample(schedule, x0, noise.reshape(x0.shape), t)
     pixels = xt.flatten().double().numpy()
     dens, edges = np.histogram(pixels, bins=bins, range=(-value_range, value_range), density=True)
     gx = np.linspace(-value_range, value_range, 201)
@@ -111,25 +132,15 @@ def noising_explorer(image: torch.Tensor, T: int = 1000, seed: int = 0):
     t_slider = W.IntSlider(value=T // 4, min=0, max=T - 1, step=1, description="t", continuous_update=False,
                            layout=W.Layout(width="60%"))
     dropdown = W.Dropdown(options=list(SCHEDULES), value="linear", description="schedule")
-    out = W.Output()
 
-    def render(t: int, schedule: str) -> None:
-        frame = noising_explorer_frame(x0, schedules[schedule], t, noise)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-            draw_noising_frame(frame, axes)
-            fig.suptitle(frame.title, fontsize=10)
-            fig.tight_layout()
-            plt.show()
+    def draw() -> None:
+        frame = noising_explorer_frame(x0, schedules[dropdown.value], t_slider.value, noise)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        draw_noising_frame(frame, axes)
+        fig.suptitle(frame.title, fontsize=10)
+        fig.tight_layout()
 
-    def on_change(_change=None) -> None:
-        render(t_slider.value, dropdown.value)
-
-    t_slider.observe(on_change, names="value")
-    dropdown.observe(on_change, names="value")
-    on_change()
-    return W.VBox([W.HBox([t_slider, dropdown]), out])
+    return _interactive([t_slider, dropdown], draw, [W.HBox([t_slider, dropdown])])
 
 
 # ---------------------------------------------------------------------------------------- reverse-chain explorer
@@ -139,23 +150,24 @@ def noising_explorer(image: torch.Tensor, T: int = 1000, seed: int = 0):
 class ReverseChainFrame:
     """One stop on the reverse chain: the current x_t and the network's guess of x_0 from it."""
 
-    t: int
-    step: int  # how many denoising steps have been taken (T-1-t)
+    t: int  # -1 = after the last step
+    step: int  # how many denoising steps have been taken
     xt: np.ndarray  # image grid of x_t, in [0, 1]
     x0_hat: np.ndarray  # image grid of the predicted x_0, in [0, 1]
 
     @property
     def title(self) -> str:
-        return f"t = {self.t} (after {self.step} denoising steps)"
+        where = "the final sample" if self.t < 0 else f"t = {self.t}"
+        return f"{where} (after {self.step} denoising steps)"
 
 
 def reverse_chain_frame(trajectory: list[tuple[int, torch.Tensor, torch.Tensor]], index: int,
                         nrow: int = 8) -> ReverseChainFrame:
-    """Frame `index` of a trajectory returned by `p_sample_loop(..., return_trajectory=True)`."""
+    """Frame `index` of a trajectory returned by `p_sample_loop(..., trajectory=k)` (TrajectoryStep's)."""
     from .viz import image_grid
 
     if not trajectory:
-        raise ValueError("empty trajectory: sample with return_trajectory=True")
+        raise ValueError("empty trajectory: sample with trajectory=True (or every k-th step, trajectory=k)")
     if not 0 <= index < len(trajectory):
         raise ValueError(f"index {index} out of range: the trajectory has {len(trajectory)} frames")
     t, xt, x0 = trajectory[index]
@@ -164,10 +176,11 @@ def reverse_chain_frame(trajectory: list[tuple[int, torch.Tensor, torch.Tensor]]
 
 
 def draw_reverse_chain_frame(frame: ReverseChainFrame, axes: tuple[plt.Axes, plt.Axes]) -> None:
+    where = "the end" if frame.t < 0 else f"t = {frame.t}"
     for ax, img, name in zip(axes, (frame.xt, frame.x0_hat), ("x_t", "predicted x_0"), strict=True):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.set_axis_off()
-        ax.set_title(f"{name} at t = {frame.t}")
+        ax.set_title(f"{name} at {where}")
 
 
 def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tensor]], nrow: int = 8):
@@ -176,34 +189,25 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
 
     slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="frame", continuous_update=False,
                          layout=W.Layout(width="60%"))
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
+    def draw() -> None:
         frame = reverse_chain_frame(trajectory, slider.value, nrow)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
-            draw_reverse_chain_frame(frame, axes)
-            fig.suptitle(frame.title)
-            plt.show()
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+        draw_reverse_chain_frame(frame, axes)
+        fig.suptitle(frame.title)
 
-    slider.observe(on_change, names="value")
-    on_change()
-    return W.VBox([slider, out])
+    return _interactive([slider], draw)
 
 
 # -------------------------------------------------------------------------------------------------- DDIM explorer
 
 
-def _show_grid(out, grid: np.ndarray, title: str) -> None:
-    """Replace what an ipywidgets Output shows by one image grid with a title."""
-    with out:
-        out.clear_output(wait=True)
-        fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
-        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_axis_off()
-        ax.set_title(title)
-        plt.show()
+def _draw_grid(grid: np.ndarray, title: str) -> None:
+    """One image grid with a title, as a new figure."""
+    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
 
 
 def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None,
@@ -213,8 +217,9 @@ def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, label
     from .ddim import ddim_sample
     from .viz import image_grid
 
-    x = ddim_sample(model, schedule, tuple(x_T.shape), steps=steps, eta=eta, labels=labels,
-                    generator=torch.Generator().manual_seed(seed), x_T=x_T, progress=False)
+    x = ddim_sample(model, schedule, tuple(x_T.shape), steps=steps, eta=eta,
+                    cond={"y": labels} if labels is not None else None, noise=x_T,
+                    generator=torch.Generator().manual_seed(seed), progress=False)
     return image_grid(x.cpu(), nrow)
 
 
@@ -226,16 +231,12 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
     steps = W.SelectionSlider(options=[1, 2, 5, 10, 20, 50, 100], value=20, description="steps",
                               continuous_update=False)
     eta = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.25, description="eta", continuous_update=False)
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
+    def draw() -> None:
         grid = ddim_explorer_frame(model, schedule, x_T, labels, steps.value, eta.value, nrow=nrow)
-        _show_grid(out, grid, f"DDIM, {steps.value} steps, eta = {eta.value}")
+        _draw_grid(grid, f"DDIM, {steps.value} steps, eta = {eta.value}")
 
-    steps.observe(on_change, names="value")
-    eta.observe(on_change, names="value")
-    on_change()
-    return W.VBox([W.HBox([steps, eta]), out])
+    return _interactive([steps, eta], draw, [W.HBox([steps, eta])])
 
 
 # ------------------------------------------------------------------------------------------ flow particles (2-D)
@@ -249,18 +250,19 @@ class FlowFrame:
     velocity: np.ndarray  # (G*G, 2) v_theta at those points and time t
 
 
-def flow_particles_frame(trajectory: list[torch.Tensor], index: int, model, steps_ts: torch.Tensor,
-                         extent: float = 3.0, grid: int = 15) -> FlowFrame:
-    """Particles of an Euler trajectory at grid point `index` (t = steps_ts[index]) and the learned field there."""
+def flow_particles_frame(trajectory: list, index: int, model, extent: float = 3.0, grid: int = 15) -> FlowFrame:
+    """Particles of an Euler trajectory (`euler_sample(..., trajectory=True)`) at its point `index`, and the learned
+    velocity field at that time."""
     if not 0 <= index < len(trajectory):
         raise ValueError(f"index {index} out of range: the trajectory has {len(trajectory)} frames")
-    t = float(steps_ts[index])
+    t, points, _ = trajectory[index]
+    t = float(t)
     lin = torch.linspace(-extent, extent, grid)
     gx, gy = torch.meshgrid(lin, lin, indexing="xy")
     xy = torch.stack([gx.flatten(), gy.flatten()], 1)
     with torch.no_grad():
-        v = model(xy, torch.full((xy.shape[0],), t * 1000))
-    return FlowFrame(t=t, points=trajectory[index].numpy(), grid_xy=xy.numpy(), velocity=v.numpy())
+        v = model(xy, torch.full((xy.shape[0],), t))
+    return FlowFrame(t=t, points=points.numpy(), grid_xy=xy.numpy(), velocity=v.numpy())
 
 
 def draw_flow_frame(frame: FlowFrame, ax: plt.Axes, target: np.ndarray | None = None, extent: float = 3.0) -> None:
@@ -276,25 +278,17 @@ def draw_flow_frame(frame: FlowFrame, ax: plt.Axes, target: np.ndarray | None = 
     ax.set_title(f"t = {frame.t:.2f}")
 
 
-def flow_particles_explorer(trajectory: list[torch.Tensor], model, steps_ts: torch.Tensor,
-                            target: np.ndarray | None = None):
+def flow_particles_explorer(trajectory: list, model, target: np.ndarray | None = None):
     """A time slider moving particles along their learned trajectories, over the velocity field at that time."""
     import ipywidgets as W
 
     slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="step", continuous_update=False)
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
-        frame = flow_particles_frame(trajectory, slider.value, model, steps_ts)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5, 5))
-            draw_flow_frame(frame, ax, target)
-            plt.show()
+    def draw() -> None:
+        _, ax = plt.subplots(figsize=(5, 5))
+        draw_flow_frame(flow_particles_frame(trajectory, slider.value, model), ax, target)
 
-    slider.observe(on_change, names="value")
-    on_change()
-    return W.VBox([slider, out])
+    return _interactive([slider], draw)
 
 
 # ------------------------------------------------------------------------------------------------ patch explorer
@@ -312,7 +306,7 @@ class PatchFrame:
 
 def patch_explorer_frame(image: torch.Tensor, patch_size: int) -> PatchFrame:
     """Cut one image (C, H, W) in [-1, 1] into patch_size x patch_size tokens with `models.dit.patchify`."""
-    from .models.dit import patchify
+    from .models.layers import patchify
 
     if image.ndim != 3:
         raise ValueError(f"patch explorer expects one image (C, H, W), got shape {tuple(image.shape)}")
@@ -352,19 +346,12 @@ def patch_explorer(image: torch.Tensor, sizes: tuple[int, ...] | None = None):
     h, w = image.shape[-2:]
     sizes = sizes or tuple(d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0)
     pick = W.ToggleButtons(options=list(sizes), value=2 if 2 in sizes else sizes[0], description="patch size")
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
-        frame = patch_explorer_frame(image, pick.value)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
-            draw_patch_frame(frame, axes)
-            plt.show()
+    def draw() -> None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+        draw_patch_frame(patch_explorer_frame(image, pick.value), axes)
 
-    pick.observe(on_change, names="value")
-    on_change()
-    return W.VBox([pick, out])
+    return _interactive([pick], draw)
 
 
 # ---------------------------------------------------------------------------------------- guidance scale explorer
@@ -378,8 +365,8 @@ def cfg_explorer_frame(model, x_1: torch.Tensor, labels: torch.Tensor, scale: fl
     from .viz import image_grid
 
     with torch.no_grad():
-        x = euler_sample(ClassifierFreeGuidance(model, scale, null), tuple(x_1.shape), steps=steps, labels=labels,
-                         x_1=x_1, device=x_1.device, progress=False)
+        x = euler_sample(ClassifierFreeGuidance(model, scale, {"y": null}), tuple(x_1.shape), steps=steps,
+                         cond={"y": labels}, noise=x_1, device=x_1.device, progress=False)
     return image_grid(x.clamp(-1, 1).cpu(), nrow)
 
 
@@ -390,16 +377,14 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
 
     scale = W.SelectionSlider(options=list(scales), value=1.0 if 1.0 in scales else scales[0],
                               description="CFG scale", continuous_update=False)
-    out, cache = W.Output(), {}
+    cache: dict[float, np.ndarray] = {}
 
-    def on_change(_change=None) -> None:
+    def draw() -> None:
         if scale.value not in cache:
             cache[scale.value] = cfg_explorer_frame(model, x_1, labels, scale.value, null, steps, nrow)
-        _show_grid(out, cache[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
+        _draw_grid(cache[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
 
-    scale.observe(on_change, names="value")
-    on_change()
-    return W.VBox([scale, out])
+    return _interactive([scale], draw)
 
 
 # ------------------------------------------------------------------------------------------ latent explorer (VAE)
@@ -429,22 +414,15 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
     a = W.IntSlider(value=0, min=0, max=n - 1, description="video A", continuous_update=False)
     b = W.IntSlider(value=min(1, n - 1), min=0, max=n - 1, description="video B", continuous_update=False)
     alpha = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="alpha", continuous_update=False)
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
+    def draw() -> None:
         mix = latent_walk_frame(vae, latents[a.value], latents[b.value], alpha.value)
         rows = torch.cat([videos[a.value][None].cpu(), mix, videos[b.value][None].cpu()])
         names = [captions[a.value] if captions else f"video {a.value}", f"decode(mix), alpha={alpha.value:.1f}",
                  captions[b.value] if captions else f"video {b.value}"]
-        with out:
-            out.clear_output(wait=True)
-            show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
-            plt.show()
+        show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
 
-    for w in (a, b, alpha):
-        w.observe(on_change, names="value")
-    on_change()
-    return W.VBox([W.HBox([a, b]), alpha, out])
+    return _interactive([a, b, alpha], draw, [W.HBox([a, b]), alpha])
 
 
 # ------------------------------------------------------------------------------------------------- prompt search
@@ -503,16 +481,9 @@ def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents
         caption_emb, video_emb = clip.embed_text(captions), clip.embed_video(video_latents)
     box = W.Text(value="a red 3 moving left", description="prompt", continuous_update=False,
                  layout=W.Layout(width="420px"))
-    out = W.Output()
 
-    def on_change(_change=None) -> None:
+    def draw() -> None:
         frame = prompt_search_frame(clip, box.value, captions, caption_emb, video_emb, k)
-        with out:
-            out.clear_output(wait=True)
-            fig = plt.figure(figsize=(9, 4.6))
-            draw_prompt_search_frame(frame, videos, fig)
-            plt.show()
+        draw_prompt_search_frame(frame, videos, plt.figure(figsize=(9, 4.6)))
 
-    box.observe(on_change, names="value")
-    on_change()
-    return W.VBox([box, out])
+    return _interactive([box], draw)

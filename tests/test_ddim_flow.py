@@ -48,8 +48,8 @@ def test_inversion_then_sampling_reconstructs_with_the_shipped_model():
     s = make_schedule(card["recipe_config"]["schedule"], card["recipe_config"]["T"])
     x0, y = load_digits(16, split="reference")
     x0, y = x0[:8], y[:8]
-    z = ddim.ddim_invert(model, s, x0, steps=50, labels=y, progress=False)
-    rec = ddim.ddim_sample(model, s, x0.shape, steps=50, labels=y, x_T=z, progress=False)
+    z = ddim.ddim_invert(model, s, x0, steps=50, cond={"y": y}, progress=False)
+    rec = ddim.ddim_sample(model, s, x0.shape, steps=50, cond={"y": y}, noise=z, progress=False)
     err = (rec - x0).abs().mean().item()
     assert err < 0.1, f"mean absolute reconstruction error {err:.3f}"
     assert abs(z.std().item() - 1) < 0.35  # the inverted latent looks like noise
@@ -105,14 +105,14 @@ def test_euler_sampler_and_grid_equal_diffusers(shift):
     ours = flow.euler_timesteps(steps, shift)
     torch.testing.assert_close(ours.float(), ref.sigmas.float(), atol=1e-6, rtol=1e-6)
 
-    def model(x, t):
-        return torch.tanh(x) * (t.reshape(-1, 1, 1, 1) / 1000)
+    def model(x, t):  # our models take t in [0, 1]; diffusers' timesteps are t * 1000
+        return torch.tanh(x) * t.reshape(-1, 1, 1, 1)
 
     x1 = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     x = x1.clone()
     for t in ref.timesteps:
-        x = ref.step(model(x, t.expand(2)), t, x).prev_sample
-    mine = flow.euler_sample(model, x1.shape, steps=steps, shift=shift, x_1=x1, progress=False)
+        x = ref.step(model(x, (t / 1000).expand(2)), t, x).prev_sample
+    mine = flow.euler_sample(model, x1.shape, steps=steps, shift=shift, noise=x1, progress=False)
     torch.testing.assert_close(mine, x, atol=1e-5, rtol=1e-5)
 
 
@@ -139,8 +139,11 @@ def test_flow_bad_inputs():
         flow.euler_timesteps(0)
     with pytest.raises(ValueError, match="noise must have"):
         flow.interpolate(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2))
-    with pytest.raises(ValueError, match="labels has 3"):
-        flow.euler_sample(lambda x, t, y: x, (2, 1, 2, 2), labels=torch.zeros(3, dtype=torch.long), progress=False)
+    with pytest.raises(ValueError, match=r"cond\['y'\] has shape \(3,\).*batch size 2"):
+        flow.euler_sample(lambda x, t, y: x, (2, 1, 2, 2), cond={"y": torch.zeros(3, dtype=torch.long)},
+                          progress=False)
+    with pytest.raises(ValueError, match="noise has shape"):
+        flow.euler_sample(lambda x, t: x, (2, 1, 2, 2), noise=torch.zeros(3, 1, 2, 2), progress=False)
 
 
 @pytest.mark.parametrize("name", ["moons", "spiral", "checkerboard", "gaussians"])
@@ -162,7 +165,7 @@ def test_toy_and_mlp_errors():
     with pytest.raises(ValueError, match="positive integer"):
         make_toy("moons", 0)
     m = VelocityMLP()
-    assert m(torch.randn(5, 2), torch.rand(5) * 1000).shape == (5, 2)
+    assert m(torch.randn(5, 2), torch.rand(5)).shape == (5, 2)
     with pytest.raises(ValueError, match=r"\(B, 2\)"):
         m(torch.randn(5, 3), torch.rand(5))
 
@@ -176,12 +179,13 @@ def test_flow_matching_learns_a_toy_quickly():
     import math
 
     from minidiff.data import make_toy
-    from minidiff.models.mlp import VelocityMLP
+    from minidiff.models.mlp import VelocityMLP, VelocityMLPConfig
     from minidiff.train import TrainConfig, train
 
     torch.manual_seed(0)
     pts = make_toy("gaussians", 4000)
-    r = train(VelocityMLP(hidden=64), lambda m, x, y, g: flow.flow_loss(m, x, generator=g, logit_normal=False),
+    r = train(VelocityMLP(VelocityMLPConfig(hidden=64)),
+              lambda m, x, y, g: flow.flow_loss(m, x, generator=g, logit_normal=False),
               (pts, None), TrainConfig(steps=1000, batch_size=256, lr=2e-3, ema_decay=0.99, bf16=False, seed=0),
               progress=False)
     s = flow.euler_sample(r.ema, (2000, 2), steps=30, generator=torch.Generator().manual_seed(0), progress=False)
@@ -214,4 +218,4 @@ def test_shipped_flow_model_loads():
 
     m, card = load_pretrained("flow-digits")
     assert card["recipe"] == "flow-digits"
-    assert m(torch.randn(2, 1, 16, 16), torch.tensor([0.0, 999.0]), torch.tensor([3, 10])).shape == (2, 1, 16, 16)
+    assert m(torch.randn(2, 1, 16, 16), torch.tensor([0.0, 0.999]), torch.tensor([3, 10])).shape == (2, 1, 16, 16)

@@ -35,7 +35,7 @@ def test_posterior_matches_bayes_closed_form_and_seed_form():
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(3, 1, 4, 4, generator=g), torch.randn(3, 1, 4, 4, generator=g)
     t = torch.tensor([5, 200, 999])
-    xt = ddpm.q_sample(s, x0, t, eps)
+    xt = ddpm.q_sample(s, x0, eps, t)
     mean, var = ddpm.q_posterior_mean_variance(s, x0, xt, t)
     betas = s.betas.double()
     abar = torch.cumprod(1 - betas, 0)  # float64 reference values
@@ -44,7 +44,7 @@ def test_posterior_matches_bayes_closed_form_and_seed_form():
         abp = float(abar[ti - 1]) if ti > 0 else 1.0
         want_var = b * (1 - abp) / (1 - ab)
         assert float(var[i]) == pytest.approx(want_var, rel=1e-5)
-        # with the true eps, the posterior mean equals the seeds' eps-form 1/sqrt(a) (x_t - b/sqrt(1-ab) eps)
+        # with the true eps, the posterior mean equals Ho et al.'s eps-form (eq. 11) 1/sqrt(a) (x_t - b/sqrt(1-ab) eps)
         seed_form = (xt[i] - b / (1 - ab) ** 0.5 * eps[i]) / a**0.5
         torch.testing.assert_close(mean[i], seed_form, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ddpm.predict_x0_from_eps(s, xt, t, eps), x0, atol=1e-3, rtol=1e-3)
@@ -70,8 +70,14 @@ def test_sampler_same_seed_same_samples_and_trajectory():
 
     a = ddpm.p_sample_loop(model, s, (2, 1, 4, 4), generator=torch.Generator().manual_seed(3), progress=False)
     b, traj = ddpm.p_sample_loop(model, s, (2, 1, 4, 4), generator=torch.Generator().manual_seed(3),
-                                 return_trajectory=True, trajectory_every=10, progress=False)
+                                 trajectory=10, progress=False)
     assert torch.equal(a, b)
-    assert [t for t, _, _ in traj] == [49, 40, 30, 20, 10, 0]
-    with pytest.raises(ValueError, match="labels has 3 entries"):
-        ddpm.p_sample_loop(model, s, (2, 1, 4, 4), labels=torch.zeros(3, dtype=torch.long), progress=False)
+    assert [t for t, _, _ in traj] == [49, 39, 29, 19, 9, -1]  # every 10th step, then the end
+    assert torch.equal(traj[-1].x, b) and torch.equal(traj[-1].x0_hat, b)
+    _, every = ddpm.p_sample_loop(model, s, (2, 1, 4, 4), generator=torch.Generator().manual_seed(3),
+                                  trajectory=True, progress=False)
+    assert len(every) == 51
+    with pytest.raises(ValueError, match=r"cond\['y'\] has shape \(3,\)"):
+        ddpm.p_sample_loop(model, s, (2, 1, 4, 4), cond={"y": torch.zeros(3, dtype=torch.long)}, progress=False)
+    with pytest.raises(ValueError, match="runs all T=50 steps"):
+        ddpm.p_sample_loop(model, s, (2, 1, 4, 4), steps=10, progress=False)

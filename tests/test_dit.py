@@ -7,17 +7,8 @@ from hypothesis import strategies as st
 
 from minidiff import flow
 from minidiff.guidance import ClassifierFreeGuidance, cfg_combine
-from minidiff.models.dit import (
-    DiT,
-    DiTBlock,
-    DiTConfig,
-    LabelEmbedder,
-    get_2d_sincos_pos_embed,
-    modulate,
-    patchify,
-    unpatchify,
-)
-from minidiff.recipes import drop_labels
+from minidiff.models.dit import DiT, DiTBlock, DiTConfig, get_2d_sincos_pos_embed
+from minidiff.models.layers import LabelEmbedder, drop_labels, modulate, patchify, unpatchify
 
 
 @settings(max_examples=60, deadline=None)
@@ -96,7 +87,7 @@ def test_dit_shapes_gradients_and_bad_input():
     x = torch.randn(3, 1, 16, 16)
     out = model(x, torch.rand(3) * 1000, torch.tensor([0, 9, 10]))
     assert out.shape == x.shape
-    loss = flow.flow_loss(model, x, torch.tensor([0, 1, 2]), generator=torch.Generator().manual_seed(0))
+    loss = flow.flow_loss(model, x, cond={"y": torch.tensor([0, 1, 2])}, generator=torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match=r"labels must lie in 0\.\.9"):
@@ -107,8 +98,10 @@ def test_dit_shapes_gradients_and_bad_input():
         model(torch.randn(3, 1, 8, 8), torch.zeros(3))
     with pytest.raises(ValueError, match="t must have shape"):
         model(x, torch.zeros(2))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ValueError, match="integer tensor"):
         LabelEmbedder(10, 8)(torch.tensor([1.0]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+        model(x, torch.zeros(3), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="unconditional"):
         DiT(DiTConfig(hidden_size=64, depth=1, num_classes=None))(x, torch.zeros(3), torch.zeros(3, dtype=torch.long))
 
@@ -121,9 +114,9 @@ def test_cfg_with_scale_one_is_the_conditional_prediction_and_zero_the_unconditi
     x, t, y = torch.randn(4, 1, 16, 16), torch.rand(4) * 1000, torch.tensor([1, 2, 3, 4])
     cond, uncond = model(x, t, y), model(x, t, torch.full_like(y, 10))
     assert not torch.allclose(cond, uncond)
-    torch.testing.assert_close(ClassifierFreeGuidance(model, 1.0, 10)(x, t, y), cond)
-    torch.testing.assert_close(ClassifierFreeGuidance(model, 0.0, 10)(x, t, y), uncond, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ClassifierFreeGuidance(model, 3.0, 10)(x, t, y), uncond + 3 * (cond - uncond),
+    torch.testing.assert_close(ClassifierFreeGuidance(model, 1.0, {"y": 10})(x, t, y=y), cond)
+    torch.testing.assert_close(ClassifierFreeGuidance(model, 0.0, {"y": 10})(x, t, y=y), uncond, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ClassifierFreeGuidance(model, 3.0, {"y": 10})(x, t, y=y), uncond + 3 * (cond - uncond),
                                atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(cfg_combine(cond, uncond, 2.5), 2.5 * cond - 1.5 * uncond)
 
@@ -131,18 +124,25 @@ def test_cfg_with_scale_one_is_the_conditional_prediction_and_zero_the_unconditi
 def test_cfg_works_inside_the_samplers_and_rejects_bad_input():
     torch.manual_seed(0)
     model = DiT(DiTConfig(hidden_size=32, depth=1))
-    guided = ClassifierFreeGuidance(model, 2.0, null=10)
-    out = flow.euler_sample(guided, (2, 1, 16, 16), steps=2, labels=torch.tensor([3, 4]), progress=False)
+    guided = ClassifierFreeGuidance(model, 2.0, null={"y": 10})
+    out = flow.euler_sample(guided, (2, 1, 16, 16), steps=2, cond={"y": torch.tensor([3, 4])}, progress=False)
     assert out.shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="needs a condition"):
         guided(torch.randn(2, 1, 16, 16), torch.zeros(2))
     with pytest.raises(ValueError, match="guidance scale"):
-        ClassifierFreeGuidance(model, -1.0, 10)
+        ClassifierFreeGuidance(model, -1.0, {"y": 10})
+    with pytest.raises(ValueError, match="null must map"):
+        ClassifierFreeGuidance(model, 2.0, 10)
+    with pytest.raises(ValueError, match=r"no null value for \['txt'\]"):
+        guided(torch.randn(2, 1, 16, 16), torch.zeros(2), txt=torch.zeros(2, 3))
     # a tensor null condition (e.g. an empty caption's embedding) is repeated over the batch
     seen = []
-    ClassifierFreeGuidance(lambda x, t, y: (seen.append(y), x)[1], 2.0, null=torch.zeros(3))(
-        torch.randn(2, 1), torch.zeros(2), torch.ones(2, 3))
+    ClassifierFreeGuidance(lambda x, t, txt: (seen.append(txt), x)[1], 2.0, null={"txt": torch.zeros(3)})(
+        torch.randn(2, 1), torch.zeros(2), txt=torch.ones(2, 3))
     assert torch.equal(seen[0], torch.cat([torch.ones(2, 3), torch.zeros(2, 3)]))
+    with pytest.raises(ValueError, match="null condition for a batch of shape"):
+        ClassifierFreeGuidance(lambda x, t, txt: x, 2.0, null={"txt": torch.zeros(4)})(
+            torch.randn(2, 1), torch.zeros(2), txt=torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.5])

@@ -3,13 +3,12 @@ import pytest
 import torch
 
 from minidiff.eval import (
-    ClassifierConfig,
-    DigitClassifier,
     augment,
     class_accuracy,
     evaluate_digits,
     frechet_distance,
 )
+from minidiff.models.classifier import ClassifierConfig, DigitClassifier
 
 
 def test_frechet_distance_known_values():

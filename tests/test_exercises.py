@@ -30,8 +30,8 @@ def ref_closed_form(betas):
     return abar.sqrt(), (1 - abar).sqrt()
 
 
-def ref_my_q_sample(x0, t, noise, a, b):
-    return q_sample(make_schedule("linear", 1000), x0, t, noise)
+def ref_my_q_sample(x0, noise, t, a, b):
+    return q_sample(make_schedule("linear", 1000), x0, noise, t)
 
 
 CASES = {
@@ -70,10 +70,10 @@ CASES = {
         ex.check_q_sample,
         ref_my_q_sample,
         [
-            (lambda x0, t, e, a, b: a[t[0]] * x0 + b[t[0]] * e, "each sample uses its own t"),
-            (lambda x0, t, e, a, b: a[t].reshape(-1, 1, 1, 1) * x0 + b[t].reshape(-1, 1, 1, 1), "its own t"),
-            (lambda x0, t, e, a, b: (a[t] * x0.flatten(1).T).T, "returned shape"),
-            (lambda x0, t, e, a, b: 1 / 0, "ZeroDivisionError"),
+            (lambda x0, e, t, a, b: a[t[0]] * x0 + b[t[0]] * e, "each sample uses its own t"),
+            (lambda x0, e, t, a, b: a[t].reshape(-1, 1, 1, 1) * x0 + b[t].reshape(-1, 1, 1, 1), "its own t"),
+            (lambda x0, e, t, a, b: (a[t] * x0.flatten(1).T).T, "returned shape"),
+            (lambda x0, e, t, a, b: 1 / 0, "ZeroDivisionError"),
         ],
     ),
 }
@@ -86,8 +86,8 @@ def ref_posterior(s, x0, xt, t):
     return ddpm.q_posterior_mean_variance(s, x0, xt, t)
 
 
-def ref_loss(model, s, x0, t, noise):
-    return torch.mean((model(q_sample(s, x0, t, noise), t) - noise) ** 2)
+def ref_loss(model, s, x0, noise, t):
+    return torch.mean((model(q_sample(s, x0, noise, t), t) - noise) ** 2)
 
 
 def ref_ancestral(s, eps, xt, t, z):
@@ -117,9 +117,9 @@ CASES.update({
         ex.check_ddpm_loss,
         ref_loss,
         [
-            (lambda m, s, x0, t, e: torch.mean((m(q_sample(s, x0, t, e), t) - x0) ** 2), "not x0"),
-            (lambda m, s, x0, t, e: torch.mean((m(x0, t) - e) ** 2), "feed the network the noisy x_t"),
-            (lambda m, s, x0, t, e: (m(q_sample(s, x0, t, e), t) - e) ** 2, "scalar"),
+            (lambda m, s, x0, e, t: torch.mean((m(q_sample(s, x0, e, t), t) - x0) ** 2), "not x0"),
+            (lambda m, s, x0, e, t: torch.mean((m(x0, t) - e) ** 2), "feed the network the noisy x_t"),
+            (lambda m, s, x0, e, t: (m(q_sample(s, x0, e, t), t) - e) ** 2, "scalar"),
         ],
     ),
     "ancestral_step": (
@@ -190,18 +190,18 @@ CASES.update({
 
 
 def ref_vloss(m, x0, e, t):
-    return torch.mean((m(flow.interpolate(x0, e, t), t * 1000) - (e - x0)) ** 2)
+    return torch.mean((m(flow.interpolate(x0, e, t), t) - (e - x0)) ** 2)
 
 
 def ref_euler(m, x1, steps):
-    return flow.euler_sample(m, tuple(x1.shape), steps=steps, x_1=x1, progress=False)
+    return flow.euler_sample(m, tuple(x1.shape), steps=steps, noise=x1, progress=False)
 
 
 def _euler_forward(m, x1, steps):
     x = x1
     for i in range(steps):
         t_cur, t_next = 1 - i / steps, 1 - (i + 1) / steps
-        x = x + (t_cur - t_next) * m(x, torch.full((x.shape[0],), t_cur * 1000))
+        x = x + (t_cur - t_next) * m(x, torch.full((x.shape[0],), t_cur))
     return x
 
 
@@ -210,9 +210,9 @@ CASES.update({
         ex.check_velocity_loss,
         ref_vloss,
         [
-            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t * 1000) - (x0 - e)) ** 2), "noise - x0"),
-            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t) - (e - x0)) ** 2), "t \\* 1000"),
-            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(e, x0, t), t * 1000) - (e - x0)) ** 2), "pure noise"),
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t) - (x0 - e)) ** 2), "noise - x0"),
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(x0, e, t), t * 1000) - (e - x0)) ** 2), "t itself"),
+            (lambda m, x0, e, t: torch.mean((m(flow.interpolate(e, x0, t), t) - (e - x0)) ** 2), "pure noise"),
         ],
     ),
     "euler": (
@@ -237,7 +237,7 @@ CASES.update({
 
 # lesson 05
 from minidiff.guidance import cfg_combine as ref_cfg  # noqa: E402
-from minidiff.models import dit as _dit  # noqa: E402
+from minidiff.models import layers as _layers  # noqa: E402
 
 
 def _patchify_wrong_inner_order(x, p):  # tokens hold the right pixels, flattened (channel, row, column)
@@ -258,7 +258,7 @@ def _unpatchify_transposed(tok, p, h, w, c):  # rows and columns of the grid swa
 CASES.update({
     "patchify": (
         ex.check_patchify,
-        _dit.patchify,
+        _layers.patchify,
         [
             (_patchify_wrong_inner_order, "right pixels but in another order"),
             (_patchify_naive, "reshape to (B, C, H/p, p, W/p, p)"),
@@ -267,7 +267,7 @@ CASES.update({
     ),
     "unpatchify": (
         ex.check_unpatchify,
-        _dit.unpatchify,
+        _layers.unpatchify,
         [
             (_unpatchify_transposed, "misplaced"),
             (lambda tok, p, h, w, c: tok.reshape(tok.shape[0], c, h, w) * 0, "undo patchify"),
@@ -275,7 +275,7 @@ CASES.update({
     ),
     "modulate": (
         ex.check_modulate,
-        _dit.modulate,
+        _layers.modulate,
         [
             (lambda x, sh, sc: x * sc[:, None] + sh[:, None], "identity when scale = 0"),
             (lambda x, sh, sc: x * (1 + sc[:, :, None].mean(1, keepdim=True)) + sh[:, None], "unsqueeze(1)"),
@@ -368,6 +368,121 @@ CASES.update({
         ],
     ),
 })
+
+
+# lesson 08
+from minidiff.guidance import cfg_combine as _cfg  # noqa: E402
+from minidiff.models import mmdit as _mmdit  # noqa: E402
+
+
+def _ref_residual(x, f, mod, norm):
+    return x + mod.gate * f(_layers.modulate(norm(x), mod.shift, mod.scale))
+
+
+def _ref_joint(tq, tk, tv, iq, ik, iv, pe):
+    n = tq.shape[2]
+    a = _layers.attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe=pe)
+    return a[:, :n], a[:, n:]
+
+
+def _separate_attention(tq, tk, tv, iq, ik, iv, pe):
+    n = tq.shape[2]
+    return (_layers.attention(tq, tk, tv, pe=pe[:, :, :n]), _layers.attention(iq, ik, iv, pe=pe[:, :, n:]))
+
+
+def _ref_guided_step(model, x, t_cur, t_next, cond, null, scale):
+    t = torch.full((x.shape[0],), t_cur)
+    return x + (t_next - t_cur) * _cfg(model(x, t, **cond), model(x, t, **null), scale)
+
+
+def _ref_double_block(block, img, txt, vec, pe):
+    return block(img, txt, vec, pe)
+
+
+def _double_block_shared_txt_weights(block, img, txt, vec, pe):
+    """A plausible mistake: the text stream reuses the video stream's weights."""
+    mod1, mod2 = block.img_mod(vec)
+    x = torch.cat([txt, img], 1)
+    q, k, v = block.img_attn.split_heads(_layers.modulate(block.img_norm1(x), mod1.shift, mod1.scale))
+    x = x + mod1.gate * block.img_attn.proj(_layers.attention(q, k, v, pe=pe))
+    x = x + mod2.gate * block.img_mlp(_layers.modulate(block.img_norm2(x), mod2.shift, mod2.scale))
+    return x[:, txt.shape[1]:], x[:, :txt.shape[1]]
+
+
+def _rope_wrong_direction(q, k, pe):
+    pe = pe.clone()
+    pe[..., 0, 1], pe[..., 1, 0] = pe[..., 1, 0].clone(), pe[..., 0, 1].clone()
+    return _layers.apply_rope(q, k, pe)
+
+
+CASES.update({
+    "pack": (
+        ex.check_pack,
+        _layers.patchify_video,
+        [
+            (lambda x, p: x.reshape(x.shape[0], x.shape[1], x.shape[2], x.shape[3] // p, p, x.shape[4] // p, p)
+             .permute(0, 2, 3, 5, 4, 6, 1).reshape(x.shape[0], -1, p * p * x.shape[1]), "DiT's"),
+            (lambda x, p: x.reshape(x.shape[0], x.shape[1], x.shape[2], x.shape[3] // p, p, x.shape[4] // p, p)
+             .permute(0, 2, 3, 5, 1, 6, 4).reshape(x.shape[0], -1, p * p * x.shape[1]), "wrong order"),
+            (lambda x, p: x.reshape(x.shape[0], -1, p * p * x.shape[1]), "time is not patched"),
+        ],
+    ),
+    "apply_rope": (
+        ex.check_apply_rope,
+        _layers.apply_rope,
+        [
+            (_rope_wrong_direction, "wrong way"),
+            (lambda q, k, pe: (_layers.apply_rope(q, k, pe)[0], k), "keys as well"),
+            (lambda q, k, pe: (q * 1.5, k), "length"),
+            (lambda q, k, pe: (q.flip(-1), k.flip(-1)), "adjacent dims"),
+        ],
+    ),
+    "modulated_residual": (
+        ex.check_modulated_residual,
+        _ref_residual,
+        [
+            (lambda x, f, m, n: x + f(_layers.modulate(n(x), m.shift, m.scale)), "multiply the branch by mod.gate"),
+            (lambda x, f, m, n: x + m.gate * f(n(x) * m.scale + m.shift), "not scale, so that scale = 0"),
+            (lambda x, f, m, n: x + m.gate * f(n(_layers.modulate(x, m.shift, m.scale))), "normalise first"),
+            (lambda x, f, m, n: m.gate * f(_layers.modulate(n(x), m.shift, m.scale)), "keep the residual"),
+        ],
+    ),
+    "joint_attention": (
+        ex.check_joint_attention,
+        _ref_joint,
+        [
+            (lambda tq, tk, tv, iq, ik, iv, pe: _ref_joint(iq, ik, iv, tq, tk, tv, pe)[::-1], "text first"),
+            (_separate_attention, "two separate attentions"),
+            (lambda tq, tk, tv, iq, ik, iv, pe: (tv.transpose(1, 2).flatten(2), iv.transpose(1, 2).flatten(2)),
+             "is the text part"),
+        ],
+    ),
+    "guided_euler_step": (
+        ex.check_guided_euler_step,
+        _ref_guided_step,
+        [
+            (lambda m, x, tc, tn, c, n, s: _ref_guided_step(m, x, tn, tc, c, n, s) * 0
+             + x + (tc - tn) * _cfg(m(x, torch.full((x.shape[0],), tc), **c),
+                                    m(x, torch.full((x.shape[0],), tc), **n), s), "time runs from 1 to 0"),
+            (lambda m, x, tc, tn, c, n, s: _ref_guided_step(m, x, tc, tn, n, c, s), "swapped"),
+            (lambda m, x, tc, tn, c, n, s: x + (tn - tc) * s * m(x, torch.full((x.shape[0],), tc), **c),
+             "extrapolates"),
+            (lambda m, x, tc, tn, c, n, s: _ref_guided_step(m, x, tn, tn - (tc - tn), c, n, s) * 0
+             + x + (tn - tc) * _cfg(m(x, torch.full((x.shape[0],), tn), **c),
+                                    m(x, torch.full((x.shape[0],), tn), **n), s), "evaluate the model at t_cur"),
+        ],
+    ),
+    "double_stream_block": (
+        ex.check_double_stream_block,
+        _ref_double_block,
+        [
+            (lambda b, i, t, v, pe: _ref_double_block(b, i, t, v, pe)[::-1], "in that order"),
+            (_double_block_shared_txt_weights, "per stream"),
+            (lambda b, i, t, v, pe: (_ref_double_block(b, i, t, v, pe)[0], t), "check the text stream"),
+        ],
+    ),
+})
+assert _mmdit  # the module is used by the checks under test
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -32,8 +32,10 @@ def test_unet_bad_inputs_are_clear():
     m = UNet(SMALL)
     with pytest.raises(ValueError, match=r"expects x of shape \(B, 1, 8, 8\)"):
         m(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match="labels must have shape"):
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.9 \(10 = the null label\)"):
         m(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([3, 11]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2,\)"):
+        m(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([3, 1, 2]))
     with pytest.raises(ValueError, match="divisible"):
         UNet(UNetConfig(image_size=10, channels=(8, 8, 8), groups=4))
 
@@ -145,9 +147,9 @@ def test_same_seed_same_samples_with_a_unet():
     torch.nn.init.normal_(m.conv_out.weight, std=0.02)  # a non-trivial network
     s = make_schedule("cosine", 20)
     y = torch.tensor([1, 7])
-    a = p_sample_loop(m, s, (2, 1, 8, 8), labels=y, generator=torch.Generator().manual_seed(5), progress=False)
-    b = p_sample_loop(m, s, (2, 1, 8, 8), labels=y, generator=torch.Generator().manual_seed(5), progress=False)
-    c = p_sample_loop(m, s, (2, 1, 8, 8), labels=y, generator=torch.Generator().manual_seed(6), progress=False)
+    a = p_sample_loop(m, s, (2, 1, 8, 8), cond={"y": y}, generator=torch.Generator().manual_seed(5), progress=False)
+    b = p_sample_loop(m, s, (2, 1, 8, 8), cond={"y": y}, generator=torch.Generator().manual_seed(5), progress=False)
+    c = p_sample_loop(m, s, (2, 1, 8, 8), cond={"y": y}, generator=torch.Generator().manual_seed(6), progress=False)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 

@@ -96,8 +96,9 @@ def test_tiny_clip_towers_and_loss():
 
 
 def test_shipped_text_encoder_retrieves_captions_as_its_card_says():
+    from minidiff.eval import retrieval_top1
+    from minidiff.models.vae import encode_videos
     from minidiff.pretrained import load_pretrained
-    from minidiff.recipes import encode_videos, retrieval_top1
 
     clip, card = load_pretrained("text-encoder")
     vae, _ = load_pretrained("video-vae")

@@ -157,10 +157,10 @@ def test_latent_scaling_factor_gives_unit_variance():
 
 
 def test_image_vae_shapes_training_signal_and_errors():
-    from minidiff.models.vae import ImageVAE
+    from minidiff.models.vae import ImageVAE, ImageVAEConfig
 
     torch.manual_seed(0)
-    m = ImageVAE((1, 16, 16), latent_dim=2)
+    m = ImageVAE(ImageVAEConfig((1, 16, 16), latent_dim=2))
     x = torch.rand(8, 1, 16, 16) * 2 - 1
     out = m(x, torch.Generator().manual_seed(0))
     assert out.recon.shape == x.shape and out.mean.shape == (8, 2) and out.z.shape == (8, 2)
@@ -177,12 +177,12 @@ def test_image_vae_shapes_training_signal_and_errors():
 def test_image_vae_learns_digits_and_its_latents_fill_the_prior():
     """300 steps: reconstructions beat the mean image, and the KL keeps the latents near N(0, I) (std < 2)."""
     from minidiff.data import load_digits
-    from minidiff.models.vae import ImageVAE
+    from minidiff.models.vae import ImageVAE, ImageVAEConfig
     from minidiff.train import TrainConfig, train
 
     x, _ = load_digits(16)
     torch.manual_seed(0)
-    r = train(ImageVAE(kl_weight=1e-2), lambda m, x, y, g: m.loss(x, g), (x, None),
+    r = train(ImageVAE(ImageVAEConfig(kl_weight=1e-2)), lambda m, x, y, g: m.loss(x, g), (x, None),
               TrainConfig(steps=300, batch_size=128, lr=2e-3, ema_decay=0.9), progress=False)
     with torch.no_grad():
         mean, _ = r.ema.encode(x)

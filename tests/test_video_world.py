@@ -107,8 +107,7 @@ def test_psnr():
 
 
 def test_caption_index_orders_captions_like_the_caption_table_and_inverts():
-    from minidiff.data import caption_attributes, caption_index
-    from minidiff.recipes import caption_table
+    from minidiff.data import caption_attributes, caption_index, caption_table
 
     md = moving_digits(200, seed=9)
     idx = caption_index(md.digits, md.colours, md.directions)

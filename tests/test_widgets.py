@@ -98,16 +98,19 @@ def test_flow_particles_frame_and_widget():
     from minidiff.widgets import flow_particles_explorer, flow_particles_frame
 
     def model(x, t):
-        return x * (t.reshape(-1, 1) / 1000)
+        return x * t.reshape(-1, 1)
 
-    traj = [torch.randn(10, 2), torch.zeros(10, 2)]
-    ts = torch.tensor([1.0, 0.0])
-    f = flow_particles_frame(traj, 0, model, ts, grid=5)
+    from minidiff.flow import euler_sample
+
+    _, traj = euler_sample(model, (10, 2), steps=1, generator=torch.Generator().manual_seed(0), trajectory=True,
+                           progress=False)
+    assert [step.t for step in traj] == [1.0, 0.0]
+    f = flow_particles_frame(traj, 0, model, grid=5)
     assert f.t == 1.0 and f.points.shape == (10, 2) and f.grid_xy.shape == (25, 2)
     np.testing.assert_allclose(f.velocity, f.grid_xy, atol=1e-6)  # v = x at t = 1
     with pytest.raises(ValueError, match="out of range"):
-        flow_particles_frame(traj, 2, model, ts)
-    w = flow_particles_explorer(traj, model, ts)
+        flow_particles_frame(traj, 2, model)
+    w = flow_particles_explorer(traj, model)
     w.children[0].value = 1
 
 
@@ -174,9 +177,9 @@ def test_latent_walk_frame_ends_at_each_reconstruction_and_widget_builds():
 
 
 def test_prompt_search_frame_ranks_the_matching_caption_first_and_reports_unknown_words():
-    from minidiff.data import moving_digits
+    from minidiff.data import caption_table, moving_digits
+    from minidiff.models.vae import encode_videos
     from minidiff.pretrained import load_pretrained
-    from minidiff.recipes import caption_table, encode_videos
     from minidiff.widgets import prompt_search, prompt_search_frame
 
     clip, _ = load_pretrained("text-encoder")

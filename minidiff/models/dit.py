@@ -14,47 +14,16 @@ reuse the same ideas (their `Modulation`, `LastLayer`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from ..config import Config
 from ..utils import check_denoiser_input
-from .layers import timestep_embedding
+from .layers import LabelEmbedder, LastLayer, attention, mlp, modulate, patchify, timestep_embedding, unpatchify
 
-# ------------------------------------------------------------------------------------------------- patches
-
-
-def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, N, p*p*C) with N = (H/p)(W/p), patches in raster order, each flattened as (p, p, C)."""
-    if x.ndim != 4:
-        raise ValueError(f"patchify expects images (B, C, H, W), got shape {tuple(x.shape)}")
-    b, c, h, w = x.shape
-    p = patch_size
-    if p <= 0 or h % p or w % p:
-        raise ValueError(
-            f"patch size {p} does not divide the image size {h}x{w}: choose a patch size that divides both "
-            f"(e.g. one of {[d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0]})"
-        )
-    x = x.reshape(b, c, h // p, p, w // p, p)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
-
-
-def unpatchify(tokens: torch.Tensor, patch_size: int, height: int, width: int, channels: int) -> torch.Tensor:
-    """The exact inverse of `patchify`: (B, N, p*p*C) -> (B, C, H, W)."""
-    p = patch_size
-    if p <= 0 or height % p or width % p:
-        raise ValueError(f"patch size {p} does not divide the image size {height}x{width}")
-    gh, gw = height // p, width // p
-    if tokens.ndim != 3 or tokens.shape[1] != gh * gw or tokens.shape[2] != p * p * channels:
-        raise ValueError(
-            f"expected tokens of shape (B, {gh * gw}, {p * p * channels}) for {channels}x{height}x{width} images "
-            f"with patch size {p}, got {tuple(tokens.shape)}"
-        )
-    b = tokens.shape[0]
-    x = tokens.reshape(b, gh, gw, p, p, channels)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, height, width)
+# ------------------------------------------------------------------------------------------------- positions
 
 
 def get_2d_sincos_pos_embed(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -76,44 +45,13 @@ def get_2d_sincos_pos_embed(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
 class TimestepEmbedder(nn.Module):
     """t -> MLP(timestep_embedding(t, freq_dim)): sinusoids, then Linear-SiLU-Linear to the model width."""
 
-    def __init__(self, hidden_size: int, freq_dim: int = 256):
+    def __init__(self, hidden_size: int, freq_dim: int = 256, time_factor: float = 1.0):
         super().__init__()
-        self.freq_dim = freq_dim
+        self.freq_dim, self.time_factor = freq_dim, time_factor
         self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(t, self.freq_dim))
-
-
-class LabelEmbedder(nn.Module):
-    """A table of num_classes + 1 vectors; the extra row (index num_classes) is the null label used for CFG.
-
-    Label dropout (replacing a label by the null label during training) is done by the training loss, see
-    `minidiff.recipes.drop_labels`, so the same U-Net and DiT recipes share it.
-    """
-
-    def __init__(self, num_classes: int, hidden_size: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if y.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
-            raise ValueError(
-                f"labels must lie in 0..{self.num_classes - 1} ({self.num_classes} = the null label), got values "
-                f"{int(y.min())}..{int(y.max())}"
-            )
-        return self.embedding_table(y)
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN's affine step: x * (1 + scale) + shift, one (shift, scale) per image broadcast over the N tokens.
-
-    x: (B, N, D); shift, scale: (B, D). With scale = shift = 0 it returns x unchanged.
-    """
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+        return self.mlp(timestep_embedding(t, self.freq_dim, time_factor=self.time_factor))
 
 
 # ------------------------------------------------------------------------------------------------- blocks
@@ -132,8 +70,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj(attention(q, k, v))
 
 
 class DiTBlock(nn.Module):
@@ -149,9 +86,7 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        hidden = int(hidden_size * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, hidden_size))
+        self.mlp = mlp(hidden_size, mlp_ratio)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -161,25 +96,14 @@ class DiTBlock(nn.Module):
         return x
 
 
-class FinalLayer(nn.Module):
-    """modulate(LN(x), shift, scale) -> Linear to p*p*C values per token (zero-initialised)."""
-
-    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
-        super().__init__()
-        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
+FinalLayer = LastLayer  # DiT's name for the output layer; Flux calls the same layer LastLayer (models/layers.py)
 
 
 # ------------------------------------------------------------------------------------------------- the model
 
 
 @dataclass
-class DiTConfig:
+class DiTConfig(Config):
     image_size: int = 16
     in_channels: int = 1
     patch_size: int = 2
@@ -188,33 +112,31 @@ class DiTConfig:
     num_heads: int = 4
     mlp_ratio: float = 4.0
     num_classes: int | None = 10  # None: unconditional; otherwise label num_classes is the null label
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DiTConfig:
-        return cls(**d)
+    time_factor: float = 1.0  # t is embedded as t * time_factor: 1 for DDPM's steps 0..999, 1000 for flow's [0, 1]
 
 
 class DiT(nn.Module):
-    """model(x, t, y) -> prediction of the same shape as x (the velocity for flow matching, eps for DDPM)."""
+    """model(x, t, y=None) -> a prediction shaped like x (the velocity for flow matching, eps for DDPM).
+
+    x: (B, in_channels, image_size, image_size); t: (B,) timesteps (scaled by config.time_factor before the
+    sinusoids); y: (B,) labels 0..num_classes-1, None for the null label.
+    """
 
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.config = cfg = config
         p = cfg.patch_size
-        if p <= 0 or cfg.image_size % p:
+        if isinstance(p, bool) or not isinstance(p, int) or p <= 0 or cfg.image_size % p:
             divisors = [d for d in range(1, cfg.image_size + 1) if cfg.image_size % d == 0]
-            raise ValueError(f"patch size {p} must divide image_size {cfg.image_size}: choose one of {divisors}")
+            raise ValueError(f"patch size {p!r} must divide image_size {cfg.image_size}: choose one of {divisors}")
         self.grid = cfg.image_size // p
         self.x_embedder = nn.Linear(p * p * cfg.in_channels, cfg.hidden_size)  # = a p x p conv with stride p
-        self.t_embedder = TimestepEmbedder(cfg.hidden_size)
+        self.t_embedder = TimestepEmbedder(cfg.hidden_size, time_factor=cfg.time_factor)
         self.y_embedder = LabelEmbedder(cfg.num_classes, cfg.hidden_size) if cfg.num_classes else None
         self.register_buffer("pos_embed", get_2d_sincos_pos_embed(cfg.hidden_size, self.grid, self.grid)[None],
                              persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.final_layer = FinalLayer(cfg.hidden_size, p, cfg.in_channels)
+        self.final_layer = LastLayer(cfg.hidden_size, p, cfg.in_channels)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -240,17 +162,12 @@ class DiT(nn.Module):
         return self.grid * self.grid
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W); t: (B,) timesteps (flow matching passes t * 1000); y: (B,) labels, None = null label."""
         cfg = self.config
         check_denoiser_input("DiT", x, t, cfg.in_channels, cfg.image_size)
         h = self.x_embedder(patchify(x, cfg.patch_size)) + self.pos_embed
         c = self.t_embedder(t)
         if self.y_embedder is not None:
-            if y is None:
-                y = torch.full((x.shape[0],), cfg.num_classes, dtype=torch.long, device=x.device)
-            if y.shape != t.shape:
-                raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-            c = c + self.y_embedder(y)
+            c = c + self.y_embedder(y, batch=x.shape[0])  # y None: the null label
         elif y is not None:
             raise ValueError("this DiT is unconditional (num_classes=None) but labels were given")
         for block in self.blocks:

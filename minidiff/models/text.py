@@ -11,11 +11,13 @@ end-of-text token) the CLIP role. It is trained CLIP-style (`clip_loss`) against
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..config import Config
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
@@ -55,19 +57,12 @@ def tokenize(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
-class TextEncoderConfig:
+class TextEncoderConfig(Config):
     words: list[str] = field(default_factory=list)  # the vocabulary (besides SPECIAL_TOKENS)
     max_length: int = 8
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TextEncoderConfig:
-        return cls(**d)
 
 
 def pool_at_eos(hidden: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -145,23 +140,19 @@ class LatentVideoEncoder(nn.Module):
 
 
 @dataclass
-class TinyCLIPConfig:
+class TinyCLIPConfig(Config):
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     latent_channels: int = 4
     video_width: int = 64
     embed_dim: int = 64
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TinyCLIPConfig:
-        return cls(**{**d, "text": TextEncoderConfig.from_dict(d["text"])})
-
 
 class TinyCLIP(nn.Module):
     """A text tower (TextEncoder, pooled y_vec -> Linear) and a video tower (LatentVideoEncoder) trained with
-    `clip_loss` and a learned temperature, as in CLIP (Radford et al. 2021)."""
+    `clip_loss` and a learned temperature, as in CLIP (Radford et al. 2021).
+
+    embed_text(prompts) -> (B, embed_dim) and embed_video(latents (B, C, T, h, w)) -> (B, embed_dim), unit vectors;
+    `text_encoder(prompts)` gives the conditioning of lesson 08: txt (B, max_length, hidden), y_vec (B, hidden)."""
 
     def __init__(self, config: TinyCLIPConfig):
         super().__init__()

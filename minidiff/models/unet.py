@@ -1,41 +1,33 @@
-r"""A small U-Net that predicts the noise eps_theta(x_t, t, y) for DDPM (Ho et al. 2020, trimmed down).
+r"""A small U-Net that predicts eps_theta(x_t, t, y) for DDPM (Ho et al. 2020, trimmed down), or the velocity for
+flow matching (lesson 04).
 
 Encoder: conv_in -> [ResBlock -> Downsample] per level;  middle: ResBlock, SelfAttention, ResBlock at the lowest
 resolution;  decoder: [concat skip -> ResBlock -> Upsample] per level;  out: GroupNorm, SiLU, conv (zero-initialised).
-Every ResBlock adds the conditioning vector  c = MLP(timestep_embedding(t)) + class_embedding(y).
+Every ResBlock adds the conditioning vector  c = MLP(timestep_embedding(t)) + class_emb(y).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import Config
 from ..utils import check_denoiser_input
-from .layers import timestep_embedding
+from .layers import LabelEmbedder, attention, timestep_embedding
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(Config):
     image_size: int = 16
     in_channels: int = 1
     channels: tuple[int, ...] = (48, 96, 96)  # width per resolution level; one 2x downsampling between levels
     num_classes: int | None = 10  # None: unconditional. Label `num_classes` is the "null" class (for CFG)
     groups: int = 8
     dropout: float = 0.0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UNetConfig:
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
+    time_factor: float = 1.0  # t is embedded as t * time_factor: 1 for DDPM's steps 0..999, 1000 for flow's [0, 1]
 
 
 class ResBlock(nn.Module):
@@ -65,12 +57,18 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = attention(q, k, v)  # (B, H*W, C)
+        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
 
 
 class UNet(nn.Module):
+    """model(x, t, y=None) -> a prediction shaped like x (eps for DDPM, the velocity for flow matching).
+
+    x: (B, in_channels, image_size, image_size); t: (B,) timesteps (integers 0..T-1 for DDPM, t in [0, 1] for flow
+    matching, scaled by config.time_factor); y: (B,) labels 0..num_classes-1, or num_classes (= None) for "no label".
+    """
+
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = cfg = config
@@ -79,7 +77,7 @@ class UNet(nn.Module):
             raise ValueError(f"image_size {cfg.image_size} must be divisible by 2^{n - 1} for {n} levels")
         self.cdim = cdim = 4 * cfg.channels[0]
         self.time_mlp = nn.Sequential(nn.Linear(cfg.channels[0], cdim), nn.SiLU(), nn.Linear(cdim, cdim))
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, cdim) if cfg.num_classes else None
+        self.class_emb = LabelEmbedder(cfg.num_classes, cdim) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.channels[0], 3, padding=1)
         g, p = cfg.groups, cfg.dropout
         self.down = nn.ModuleList()
@@ -99,20 +97,11 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W) noisy images; t: (B,) timesteps; y: (B,) labels 0..num_classes-1 (num_classes = null)."""
         cfg = self.config
         check_denoiser_input("UNet", x, t, cfg.in_channels, cfg.image_size)
-        c = self.time_mlp(timestep_embedding(t, cfg.channels[0]))
+        c = self.time_mlp(timestep_embedding(t, cfg.channels[0], time_factor=cfg.time_factor))
         if self.class_emb is not None:
-            if y is None:
-                y = torch.full_like(t, cfg.num_classes)  # unconditional: the null class
-            if y.shape != t.shape or int(y.min()) < 0 or int(y.max()) > cfg.num_classes:
-                raise ValueError(
-                    f"labels must have shape ({x.shape[0]},) with values in 0..{cfg.num_classes - 1} "
-                    f"({cfg.num_classes} = no label); got shape {tuple(y.shape)}, range "
-                    f"{int(y.min())}..{int(y.max())}"
-                )
-            c = c + self.class_emb(y)
+            c = c + self.class_emb(y, batch=x.shape[0])  # y None: the null label
         elif y is not None:
             raise ValueError("this UNet is unconditional (num_classes=None) but labels were given")
         h = self.conv_in(x)

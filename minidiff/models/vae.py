@@ -17,15 +17,19 @@ variance, like the noise they are mixed with).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import Config
+
+LOGVAR_RANGE = (-30.0, 20.0)  # the encoder's log-variance is clamped to this range (as in Stable Diffusion, Open-Sora)
+
 
 @dataclass
-class VAEConfig:
+class VAEConfig(Config):
     in_channels: int = 3
     latent_channels: int = 4
     channels: tuple[int, ...] = (16, 32, 32)  # full resolution, then after each downsampling stage
@@ -33,22 +37,15 @@ class VAEConfig:
     temporal_compression: int = 4  # 1, 2 or 4
     kl_weight: float = 1e-3
     scaling_factor: float = 1.0  # set from data by the recipe after training
+    norm_groups: int = 8  # GroupNorm groups (statistics per frame, see FrameGroupNorm)
 
     def __post_init__(self) -> None:
         n = max(_stages(self.spatial_compression, "spatial_compression"),
                 _stages(self.temporal_compression, "temporal_compression"))
-        if len(self.channels) != n + 1 or any(c % 8 for c in self.channels):
+        g = self.norm_groups
+        if len(self.channels) != n + 1 or any(c % g for c in self.channels):
             raise ValueError(f"channels needs {n + 1} entries (full resolution + one per downsampling stage), each a "
-                             f"multiple of 8 (GroupNorm), got {self.channels}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEConfig:
-        return cls(**{**d, "channels": tuple(d["channels"])})
+                             f"multiple of norm_groups = {g} (GroupNorm), got {self.channels}")
 
 
 def causal_pad(x: torch.Tensor, time_pad: int) -> torch.Tensor:
@@ -92,10 +89,10 @@ class FrameGroupNorm(nn.GroupNorm):
 class ResBlock3d(nn.Module):
     """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), with causal convolutions (1x1x1 skip when channels change)."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, groups: int = 8):
         super().__init__()
-        self.norm1, self.conv1 = FrameGroupNorm(8, cin), CausalConv3d(cin, cout)
-        self.norm2, self.conv2 = FrameGroupNorm(8, cout), CausalConv3d(cout, cout)
+        self.norm1, self.conv1 = FrameGroupNorm(groups, cin), CausalConv3d(cin, cout)
+        self.norm2, self.conv2 = FrameGroupNorm(groups, cout), CausalConv3d(cout, cout)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,19 +117,19 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
-        ch, (s_st, t_st) = cfg.channels, _stage_counts(cfg)
+        ch, (s_st, t_st), g = cfg.channels, _stage_counts(cfg), cfg.norm_groups
         layers: list[nn.Module] = [CausalConv3d(cfg.in_channels, ch[0], (1, 3, 3))]
         for i in range(len(ch) - 1):
             st, ss = (2 if i < t_st else 1), (2 if i < s_st else 1)
-            layers += [CausalConv3d(ch[i], ch[i + 1], (3, 3, 3), (st, ss, ss)), ResBlock3d(ch[i + 1], ch[i + 1])]
+            layers += [CausalConv3d(ch[i], ch[i + 1], (3, 3, 3), (st, ss, ss)), ResBlock3d(ch[i + 1], ch[i + 1], g)]
         if len(ch) == 1:
-            layers.append(ResBlock3d(ch[0], ch[0]))
-        layers += [FrameGroupNorm(8, ch[-1]), nn.SiLU(), CausalConv3d(ch[-1], 2 * cfg.latent_channels, (1, 3, 3))]
+            layers.append(ResBlock3d(ch[0], ch[0], g))
+        layers += [FrameGroupNorm(g, ch[-1]), nn.SiLU(), CausalConv3d(ch[-1], 2 * cfg.latent_channels, (1, 3, 3))]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.net(x).chunk(2, dim=1)
-        return mean, logvar.clamp(-30.0, 20.0)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
 
 
 class Upsample(nn.Module):
@@ -157,13 +154,13 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
-        ch, (s_st, t_st) = cfg.channels, _stage_counts(cfg)
-        layers: list[nn.Module] = [CausalConv3d(cfg.latent_channels, ch[-1], (1, 3, 3)), ResBlock3d(ch[-1], ch[-1])]
+        ch, (s_st, t_st), g = cfg.channels, _stage_counts(cfg), cfg.norm_groups
+        layers: list[nn.Module] = [CausalConv3d(cfg.latent_channels, ch[-1], (1, 3, 3)), ResBlock3d(ch[-1], ch[-1], g)]
         for i in reversed(range(len(ch) - 1)):
             layers.append(Upsample(ch[i + 1], ch[i], 2 if i < t_st else 1, 2 if i < s_st else 1))
             if i > 0:
-                layers.append(ResBlock3d(ch[i], ch[i]))
-        layers += [FrameGroupNorm(8, ch[0]), nn.SiLU(), CausalConv3d(ch[0], cfg.in_channels, (1, 3, 3))]
+                layers.append(ResBlock3d(ch[i], ch[i], g))
+        layers += [FrameGroupNorm(g, ch[0]), nn.SiLU(), CausalConv3d(ch[0], cfg.in_channels, (1, 3, 3))]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -214,6 +211,14 @@ class GaussianVAE(nn.Module):
         return F.mse_loss(out.recon, x) + self.kl_weight * kl_divergence(out.mean, out.logvar).mean()
 
 
+@dataclass
+class ImageVAEConfig(Config):
+    image_shape: tuple[int, int, int] = (1, 16, 16)  # (C, H, W)
+    latent_dim: int = 2
+    hidden: int = 256
+    kl_weight: float = 1e-2
+
+
 class ImageVAE(GaussianVAE):
     """The VAE in its simplest form, for small images (B, C, H, W): MLP encoder -> (mean, logvar) of a `latent_dim`
     Gaussian, reparameterised sample, MLP decoder -> image in [-1, 1] (tanh).
@@ -221,10 +226,11 @@ class ImageVAE(GaussianVAE):
         loss = MSE(x_hat, x) + kl_weight * KL(q(z|x) || N(0, I))     (both averaged per element, as in VideoVAE)
     """
 
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 16, 16), latent_dim: int = 2, hidden: int = 256,
-                 kl_weight: float = 1e-2):
+    def __init__(self, config: ImageVAEConfig | None = None):
         super().__init__()
-        self.image_shape, self.latent_dim, self.kl_weight = tuple(image_shape), latent_dim, kl_weight
+        self.config = cfg = config or ImageVAEConfig()
+        self.image_shape, self.latent_dim, self.kl_weight = tuple(cfg.image_shape), cfg.latent_dim, cfg.kl_weight
+        latent_dim, hidden = cfg.latent_dim, cfg.hidden
         n = math.prod(self.image_shape)
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
                                      nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
@@ -237,7 +243,7 @@ class ImageVAE(GaussianVAE):
             raise ValueError(f"expected images (B, {', '.join(map(str, self.image_shape))}), got shape "
                              f"{tuple(x.shape)}")
         mean, logvar = self.encoder(x).chunk(2, dim=1)
-        return mean, logvar.clamp(-30.0, 20.0)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent_dim) -> x_hat (B, C, H, W)."""
@@ -246,8 +252,12 @@ class ImageVAE(GaussianVAE):
         return self.decoder(z).reshape(len(z), *self.image_shape)
 
 
-
 class VideoVAE(GaussianVAE):
+    """The causal 3-D VAE for videos (B, in_channels, T, H, W) in [-1, 1], T = k n + 1 frames (k the temporal
+    compression; images are T = 1): encode -> (mean, logvar), each (B, latent_channels, (T - 1) / k + 1, H / s,
+    W / s) with s the spatial compression; decode maps unscaled latents back to (B, in_channels, T, H, W).
+    Diffusion models work on mean * config.scaling_factor and decode latents / scaling_factor."""
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
@@ -287,3 +297,9 @@ class VideoVAE(GaussianVAE):
                              f"{tuple(z.shape)}")
         return self.decoder(z)
 
+
+def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torch.Tensor:
+    """Scaled latent means z * scaling_factor of videos (N, 3, T, H, W), in batches, without gradients: what the
+    tiny CLIP and the text-to-video MMDiT train on (lessons 07-08)."""
+    with torch.no_grad():
+        return torch.cat([vae.encode(v)[0] for v in videos.split(batch)]) * vae.config.scaling_factor

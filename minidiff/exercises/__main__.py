@@ -1,0 +1,7 @@
+"""python -m minidiff.exercises build|check"""
+
+import sys
+
+from .build import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""What every exercise check shares: the CheckFailed error, calling the learner's function safely, comparing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """An exercise check found a wrong answer. The message says what was expected and gives a hint."""
+
+
+def call(fn: Callable, name: str, *args: Any) -> Any:
+    if not callable(fn):
+        raise CheckFailed(f"{name}: expected a function, got {type(fn).__name__}")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise CheckFailed(
+            f"{name} is still the stub: replace `raise NotImplementedError()` with your code, then run this cell again."
+        ) from None
+    except Exception as e:  # the learner's code crashed: say so clearly, without a deep traceback
+        raise CheckFailed(f"{name} raised {type(e).__name__}: {e}") from None
+
+
+def as_tensor(out: Any, name: str, expected_shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise CheckFailed(f"{name} should return a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(expected_shape):
+        raise CheckFailed(f"{name} returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}")
+    return out.detach().cpu().double()
+
+
+def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol))
+
+
+def ok(name: str, what: str) -> None:
+    print(f"✅ {name}: {what}")

@@ -1,0 +1,160 @@
+"""The student notebooks: built from the lessons (solutions stripped, outputs cleared), and a notebook runner.
+
+    python -m minidiff.exercises build    # rewrite notebooks/exercises/ from notebooks/
+    python -m minidiff.exercises check    # exit 1 if they are out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from typing import Any
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "raise NotImplementedError()"
+STUDENT_NOTE = (
+    "> **Student version.** Fill in each cell marked `# YOUR CODE HERE` (delete the `raise NotImplementedError()`),\n"
+    "> then run the check cell below it: it prints ✅ or tells you what is wrong. The lesson always goes on with\n"
+    "> minidiff's own version of each piece, so you can skip an exercise and still run the whole notebook."
+)
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION region by `# YOUR CODE HERE` + `raise NotImplementedError()`, same indent."""
+    out: list[str] = []
+    inside = False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError("nested '### BEGIN SOLUTION'")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + "# YOUR CODE HERE", indent + STUB]
+        elif stripped == END:
+            if not inside:
+                raise ValueError("'### END SOLUTION' without a BEGIN")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("'### BEGIN SOLUTION' without an END")
+    return "\n".join(out)
+
+
+def build_student_notebook(nb):  # nbformat.NotebookNode -> NotebookNode
+    """The student version of a lesson notebook: solutions stripped, outputs cleared, a note on top."""
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
+    for cell in nb.cells:
+        cell.pop("id", None)
+    nb.nbformat, nb.nbformat_minor = 4, 4
+    return nb
+
+
+def _poll_in_slices(channel: Any, interval: float) -> None:
+    """Make channel.get_msg(timeout) wait in slices of `interval` seconds instead of one long wait."""
+    import inspect
+    import time
+    from queue import Empty
+
+    original = channel.get_msg
+
+    async def get_msg(timeout: float | None = None, **kw: Any) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+            try:
+                msg = original(timeout=step, **kw)
+                return await msg if inspect.isawaitable(msg) else msg
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+def execute_notebook(nb, cwd: str, timeout: int | None = None, allow_errors: bool = False):
+    """Execute a notebook (nbformat.NotebookNode, in place) in a fresh kernel with nbclient; returns it.
+
+    The kernel's reply and output channels are polled in 1-second slices rather than with one long wait. We saw rare
+    stalls right after widget cells in which the kernel was idle, its reply already sent, and the client still
+    waiting (cf. jupyter/nbclient#312); a fresh poll picks up a message a long wait has missed.
+    """
+    from nbclient import NotebookClient
+
+    class _Client(NotebookClient):
+        async def async_start_new_kernel_client(self):  # type: ignore[override]
+            kc = await super().async_start_new_kernel_client()
+            _poll_in_slices(self.kc.shell_channel, 1.0)
+            _poll_in_slices(self.kc.iopub_channel, 1.0)
+            return kc
+
+    client = _Client(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                     resources={"metadata": {"path": str(cwd)}})
+    client.execute()
+    return nb
+
+
+def lesson_notebooks(root: str = "notebooks") -> list[str]:
+    return sorted(p for p in glob.glob(os.path.join(root, "[0-9][0-9]_*.ipynb")))
+
+
+def student_text(lesson_path: str) -> str:
+    import nbformat
+
+    nb = nbformat.read(lesson_path, as_version=4)
+    return nbformat.writes(build_student_notebook(nb), version=4) + "\n"
+
+
+def build(root: str = "notebooks", check_only: bool = False) -> list[str]:
+    """Write (or, with check_only, compare) notebooks/exercises/NN_*.ipynb; return the paths that differ."""
+    out_dir = os.path.join(root, "exercises")
+    os.makedirs(out_dir, exist_ok=True)
+    differ = []
+    for path in lesson_notebooks(root):
+        target = os.path.join(out_dir, os.path.basename(path))
+        text = student_text(path)
+        old = open(target, encoding="utf-8").read() if os.path.exists(target) else None
+        if old != text:
+            differ.append(target)
+            if not check_only:
+                with open(target, "w", encoding="utf-8") as f:
+                    f.write(text)
+    return differ
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minidiff.exercises",
+                                description="Build or check the student notebooks.")
+    p.add_argument("command", choices=["build", "check"], help="build: write student notebooks; check: verify")
+    p.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
+    a = p.parse_args(argv)
+    if not lesson_notebooks(a.root):
+        print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
+        return 2
+    differ = build(a.root, check_only=a.command == "check")
+    if a.command == "check":
+        for d in differ:
+            print(f"out of date: {d} (run: python -m minidiff.exercises build)")
+        return 1 if differ else 0
+    for d in differ:
+        print(f"wrote {d}")
+    if not differ:
+        print("student notebooks already up to date")
+    return 0
+

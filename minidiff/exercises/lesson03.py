@@ -1,0 +1,72 @@
+"""Checks for lesson 03 (DDIM)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .. import ddim, schedules
+from ._common import CheckFailed, as_tensor, call, close, ok
+
+
+def check_ddim_step(fn: Callable) -> None:
+    """fn(schedule, eps, xt, t, t_prev, eta, noise) -> x_{t_prev} by DDIM, without clipping; t_prev = -1 means
+    alphas_cumprod = 1 (the clean image)."""
+    name = "ddim_update"
+    s = schedules.make_schedule("cosine", 1000)
+    g = torch.Generator().manual_seed(21)
+    cases = [(900, 800, 0.0), (500, 300, 0.5), (300, 200, 1.0), (20, -1, 0.0)]
+    for t, tp, eta in cases:
+        xt = torch.randn(3, 1, 8, 8, generator=g).double()
+        eps = torch.randn(xt.shape, generator=g).double()
+        z = torch.randn(xt.shape, generator=g).double()
+        got = as_tensor(call(fn, name, s, eps.clone(), xt.clone(), t, tp, eta, z.clone()), name, xt.shape)
+        want, _ = ddim.ddim_step(s, eps, xt, t, tp, eta, z, clip_denoised=False)
+        if not close(got, want, atol=1e-4, rtol=1e-3):
+            if tp == -1:
+                hint = "for t_prev = -1 use alphas_cumprod_prev = 1: the result is just x0_hat"
+            elif eta == 0:
+                hint = ("x_prev = sqrt(abar_prev) * x0_hat + sqrt(1 - abar_prev) * eps, with "
+                        "x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)")
+            else:
+                hint = ("sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev); the eps "
+                        "direction becomes sqrt(1 - abar_prev - sigma^2) and sigma * noise is added")
+            raise CheckFailed(f"{name}: wrong result for t={t}, t_prev={tp}, eta={eta}. Hint: {hint}.")
+    ok(name, f"correct for (t, t_prev, eta) in {cases}")
+
+
+def check_ddim_timesteps(fn: Callable) -> None:
+    """fn(T, steps) -> list of `steps` decreasing timesteps [(steps-1)*k, ..., k, 0], k = T // steps."""
+    name = "make_timesteps"
+    for T, steps in ((1000, 10), (1000, 50), (1000, 1000), (100, 7)):
+        out = call(fn, name, T, steps)
+        got = [int(v) for v in (out.tolist() if isinstance(out, torch.Tensor) else out)]
+        want = ddim.ddim_timesteps(T, steps)
+        if got != want:
+            if sorted(got) == want[::-1] and got != want:
+                hint = "sampling goes from noise to data: the list must decrease (reverse it)"
+            elif len(got) != steps:
+                hint = f"return exactly {steps} timesteps"
+            else:
+                hint = f"use multiples of T // steps = {T // steps}, starting from 0"
+            raise CheckFailed(f"{name}(T={T}, steps={steps}) = {got[:6]}..., expected {want[:6]}... Hint: {hint}.")
+    ok(name, "correct for T=1000 with 10, 50, 1000 steps and T=100 with 7")
+
+
+def check_slerp(fn: Callable) -> None:
+    """fn(z0, z1, alpha) -> spherical interpolation, per sample."""
+    name = "my_slerp"
+    g = torch.Generator().manual_seed(22)
+    z0, z1 = torch.randn(4, 1, 8, 8, generator=g).double(), torch.randn(4, 1, 8, 8, generator=g).double()
+    for a in (0.0, 0.3, 0.5, 1.0):
+        got = as_tensor(call(fn, name, z0.clone(), z1.clone(), a), name, z0.shape)
+        want = ddim.slerp(z0, z1, a)
+        if not close(got, want, atol=1e-4, rtol=1e-3):
+            if close(got, (1 - a) * z0 + a * z1, atol=1e-4):
+                hint = "that is linear interpolation; slerp weights are sin((1-a) w)/sin(w) and sin(a w)/sin(w)"
+            else:
+                hint = ("w = arccos(<z0, z1> / (|z0| |z1|)) computed per sample over all pixels "
+                        "(flatten from dim 1), reshaped to (B, 1, 1, 1)")
+            raise CheckFailed(f"{name}: wrong at alpha={a}. Hint: {hint}.")
+    ok(name, "matches spherical interpolation at alpha = 0, 0.3, 0.5, 1")

@@ -1,0 +1,210 @@
+"""Checks for lesson 08 (the text-to-video MMDiT)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..guidance import cfg_combine
+from ..models import layers, mmdit
+from ._common import CheckFailed, as_tensor, call, close, ok
+
+
+def _dit_order(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Spacetime tokens with DiT's (p, p, C) feature order instead of Open-Sora's (C, p, p)."""
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // p, p, w // p, p).permute(0, 2, 3, 5, 4, 6, 1)
+    return x.reshape(b, t * (h // p) * (w // p), p * p * c)
+
+
+def check_pack(fn: Callable) -> None:
+    """fn(x, p): latents (B, C, T, H, W) -> tokens (B, T*(H/p)*(W/p), C*p*p), `b c t (h ph) (w pw) -> b (t h w)
+    (c ph pw)` (Open-Sora's and Flux's pack)."""
+    name = "pack"
+    g = torch.Generator().manual_seed(81)
+    for shape, p in [((2, 4, 3, 8, 8), 2), ((1, 3, 2, 4, 6), 2), ((1, 2, 1, 6, 3), 3), ((1, 1, 2, 2, 2), 1)]:
+        x = torch.randn(shape, generator=g)
+        want = layers.patchify_video(x, p)
+        out = as_tensor(call(fn, name, x.clone(), p), f"{name}(x of shape {shape}, p={p})", tuple(want.shape))
+        if close(out, want, atol=0, rtol=0):
+            continue
+        xd = x.double()
+        if close(out, _dit_order(xd, p), atol=0, rtol=0):
+            hint = ("those are DiT's (row, column, channel) features; Open-Sora and Flux put the channel first: "
+                    "feature index c*p*p + ph*p + pw")
+        elif close(out.sort(dim=-1).values, want.double().sort(dim=-1).values, atol=0, rtol=0):
+            hint = "each token holds the right numbers in the wrong order: permute to (B, T, H/p, W/p, C, p, p)"
+        else:
+            hint = ("reshape to (B, C, T, H/p, p, W/p, p), permute to (B, T, H/p, W/p, C, p, p), then flatten the "
+                    "first three grid axes into tokens and the last three into features (time is not patched)")
+        raise CheckFailed(f"{name}: wrong tokens for latents of shape {shape} with p={p}. Hint: {hint}.")
+    ok(name, "matches Open-Sora's pack for 4 latent shapes (p = 1, 2, 3)")
+
+
+def check_apply_rope(fn: Callable) -> None:
+    """fn(xq, xk, freqs_cis) -> (xq, xk) rotated pair by pair: out[2j:2j+2] = R_j @ x[2j:2j+2] with R_j =
+    freqs_cis[..., j, :, :] (Flux's interleaved layout)."""
+    name = "apply_rope"
+    g = torch.Generator().manual_seed(82)
+    q, k = torch.randn(2, 2, 7, 16, generator=g), torch.randn(2, 2, 7, 16, generator=g)
+    ids = torch.randint(0, 6, (2, 7, 3), generator=g).float()
+    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
+    out = call(fn, name, q.clone(), k.clone(), pe.clone())
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise CheckFailed(f"{name} should return a pair (rotated q, rotated k)")
+    rq, rk = as_tensor(out[0], name + " q", tuple(q.shape)), as_tensor(out[1], name + " k", tuple(k.shape))
+    wq, wk = layers.apply_rope(q, k, pe)
+    if close(rq, wq) and close(rk, wk):
+        zq, _ = call(fn, name, q.clone(), k.clone(), layers.EmbedND(16, 10_000, [4, 6, 6])(torch.zeros(2, 7, 3)))
+        if close(as_tensor(zq, name, tuple(q.shape)), q):
+            ok(name, "rotates q and k like Flux's apply_rope, and position 0 leaves them unchanged")
+            return
+    inv = pe.clone()
+    inv[..., 0, 1], inv[..., 1, 0] = pe[..., 1, 0], pe[..., 0, 1]  # the transposed (inverse) rotations
+    if close(rq, layers.apply_rope(q, k, inv)[0]):
+        hint = ("you rotated the wrong way: out = R @ x, i.e. out[0] = R[0,0] x0 + R[0,1] x1 and "
+                "out[1] = R[1,0] x0 + R[1,1] x1")
+    elif close(rq, wq) and not close(rk, wk):
+        hint = "rotate the keys as well as the queries (v is the one left alone)"
+    elif not torch.allclose(rq.norm(dim=-1), q.double().norm(dim=-1), atol=1e-4):
+        hint = "a rotation keeps every vector's length; yours changes it"
+    else:
+        hint = ("view x as pairs (..., D/2, 1, 2) — adjacent dims (x[2j], x[2j+1]) — and combine with the columns of "
+                "freqs_cis: freqs_cis[..., 0] * x_[..., 0] + freqs_cis[..., 1] * x_[..., 1]")
+    raise CheckFailed(f"{name}: wrong rotation for q, k of shape (2, 2, 7, 16). Hint: {hint}.")
+
+
+def check_modulated_residual(fn: Callable) -> None:
+    """fn(x, f, mod, norm) -> x + mod.gate * f(modulate(norm(x), mod.shift, mod.scale)): one adaLN residual."""
+    name = "modulated_residual"
+    g = torch.Generator().manual_seed(83)
+    x = torch.randn(2, 5, 8, generator=g)
+    mod = layers.ModulationOut(*(torch.randn(2, 1, 8, generator=g) for _ in range(3)))
+    norm = torch.nn.LayerNorm(8, elementwise_affine=False, eps=1e-6)
+    lin = torch.nn.Linear(8, 8)
+    torch.nn.init.normal_(lin.weight, generator=g)
+    with torch.no_grad():
+        want = x + mod.gate * lin(layers.modulate(norm(x), mod.shift, mod.scale))
+        out = as_tensor(call(fn, name, x.clone(), lin, mod, norm), name, tuple(x.shape))
+        if close(out, want):
+            zero = layers.ModulationOut(mod.shift, mod.scale, torch.zeros_like(mod.gate))
+            if close(as_tensor(call(fn, name, x.clone(), lin, zero, norm), name, tuple(x.shape)), x):
+                ok(name, "x + gate * f(modulate(LN(x), shift, scale)), and the identity when gate = 0")
+                return
+        candidates = {
+            "without the gate, a fresh adaLN-Zero block is not the identity: multiply the branch by mod.gate":
+                x + lin(layers.modulate(norm(x), mod.shift, mod.scale)),
+            "use (1 + scale), not scale, so that scale = 0 leaves LN(x) unchanged":
+                x + mod.gate * lin(norm(x) * mod.scale + mod.shift),
+            "normalise first, then modulate: modulate(LN(x), ...), not LN(modulate(x, ...))":
+                x + mod.gate * lin(norm(layers.modulate(x, mod.shift, mod.scale))),
+            "keep the residual: add the branch to x": mod.gate * lin(layers.modulate(norm(x), mod.shift, mod.scale)),
+        }
+    for hint, wrong in candidates.items():
+        if close(out, wrong):
+            raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
+    raise CheckFailed(f"{name}: wrong result. Hint: x + mod.gate * f(modulate(norm(x), mod.shift, mod.scale)).")
+
+
+def check_joint_attention(fn: Callable) -> None:
+    """fn(txt_q, txt_k, txt_v, img_q, img_k, img_v, pe) -> (txt_attn, img_attn): one attention over cat(txt, img),
+    text first (pe is laid out text first), split back into the two streams."""
+    name = "joint_attention"
+    g = torch.Generator().manual_seed(84)
+    lt, li = 3, 6
+    tq, tk, tv = (torch.randn(2, 2, lt, 16, generator=g) for _ in range(3))
+    iq, ik, iv = (torch.randn(2, 2, li, 16, generator=g) for _ in range(3))
+    ids = torch.cat([torch.zeros(2, lt, 3), mmdit.prepare_img_ids(2, 2, 6, 2, 2)], dim=1)
+    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
+    out = call(fn, name, tq, tk, tv, iq, ik, iv, pe)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise CheckFailed(f"{name} should return a pair (txt_attn, img_attn)")
+    a_txt = as_tensor(out[0], name + " txt_attn", (2, lt, 32))
+    a_img = as_tensor(out[1], name + " img_attn", (2, li, 32))
+    full = layers.attention(torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2), pe=pe)
+    if close(a_txt, full[:, :lt]) and close(a_img, full[:, lt:]):
+        ok(name, "one attention over cat(txt, img) with RoPE, split back into text (3 tokens) and video (6)")
+        return
+    img_first = [layers.attention(torch.cat([iq, tq], 2), torch.cat([ik, tk], 2), torch.cat([iv, tv], 2), pe=e)
+                 for e in (pe, layers.EmbedND(16, 10_000, [4, 6, 6])(torch.cat([ids[:, lt:], ids[:, :lt]], 1)))]
+    if any(close(a_img, f[:, :li]) or close(a_txt, f[:, li:]) for f in img_first):
+        hint = "put the text first: Flux and Open-Sora concatenate (txt, img), and pe is computed in that order"
+    elif close(a_img, layers.attention(iq, ik, iv, pe=pe[:, :, lt:])[:, :]):
+        hint = ("that is two separate attentions: the point of MMDiT is that video tokens also attend to text tokens "
+                "(and vice versa) in one softmax over the concatenated sequence")
+    else:
+        hint = ("q = cat((txt_q, img_q), dim=2) (and the same for k, v), attention(q, k, v, pe=pe), then "
+                "attn[:, :L_txt] is the text part and attn[:, L_txt:] the video part")
+    raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
+
+
+def _toy_velocity(x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor) -> torch.Tensor:
+    tt = t.reshape(-1, *([1] * (x.ndim - 1)))
+    return torch.tanh(x) * (0.5 + tt) + (txt.mean((1, 2)) + y_vec.mean(1)).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def check_guided_euler_step(fn: Callable) -> None:
+    """fn(model, x, t_cur, t_next, cond, null, scale) -> x + (t_next - t_cur) * (u + scale (c - u)), with
+    c = model(x, t_cur, **cond) and u = model(x, t_cur, **null) (null: the same keys, the empty caption's values)."""
+    name = "guided_euler_step"
+    g = torch.Generator().manual_seed(85)
+    x = torch.randn(3, 2, 2, 4, 4, generator=g)
+    cond = {"txt": torch.randn(3, 4, 5, generator=g), "y_vec": torch.randn(3, 6, generator=g)}
+    null = {"txt": torch.zeros(3, 4, 5), "y_vec": torch.zeros(3, 6)}
+    for t_cur, t_next, scale in [(1.0, 0.9, 4.0), (0.5, 0.25, 1.0), (0.2, 0.0, 0.0)]:
+        tc = torch.full((3,), t_cur)
+        c, u = _toy_velocity(x, tc, **cond), _toy_velocity(x, tc, **null)
+        want = x + (t_next - t_cur) * cfg_combine(c, u, scale)
+        out = as_tensor(call(fn, name, _toy_velocity, x.clone(), t_cur, t_next, cond, null, scale), name,
+                        tuple(x.shape))
+        if close(out, want):
+            continue
+        if close(out, x + (t_cur - t_next) * cfg_combine(c, u, scale)):
+            hint = "time runs from 1 to 0: the step is (t_next - t_cur) * v, a negative multiple of v"
+        elif close(out, x + (t_next - t_cur) * cfg_combine(u, c, scale)):
+            hint = "cond and uncond are swapped: v = u + scale * (c - u)"
+        elif close(out, x + (t_next - t_cur) * scale * c):
+            hint = "guidance extrapolates from the unconditional prediction: v = u + scale * (c - u)"
+        else:
+            hint = ("evaluate the model at t_cur (a tensor of shape (B,)) with cond and with null, combine, then "
+                    "x + (t_next - t_cur) * v")
+        raise CheckFailed(f"{name}: wrong step from t={t_cur} to {t_next} with scale {scale}. Hint: {hint}.")
+    ok(name, "one guided Euler step, for scales 4, 1 and 0")
+
+
+def check_double_stream_block(fn: Callable) -> None:
+    """fn(block, img, txt, vec, pe) -> (img, txt): the whole DoubleStreamBlock forward written with the block's own
+    submodules (img_mod, img_norm1, img_attn, ..., txt_mlp), checked against minidiff's on random weights."""
+    name = "double_stream_block"
+    torch.manual_seed(86)
+    block = mmdit.DoubleStreamBlock(32, 2)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    g = torch.Generator().manual_seed(86)
+    img, txt, vec = torch.randn(2, 12, 32, generator=g), torch.randn(2, 4, 32, generator=g), torch.randn(2, 32,
+                                                                                                      generator=g)
+    ids = torch.cat([torch.zeros(2, 4, 3), mmdit.prepare_img_ids(2, 3, 4, 4, 2)], dim=1)
+    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
+    with torch.no_grad():
+        want_img, want_txt = block(img, txt, vec, pe)
+        out = call(fn, name, block, img.clone(), txt.clone(), vec.clone(), pe)
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise CheckFailed(f"{name} should return a pair (img, txt), in that order (as Flux's block does)")
+    shapes = tuple(tuple(o.shape) if isinstance(o, torch.Tensor) else None for o in out)
+    if shapes == (tuple(txt.shape), tuple(img.shape)):
+        raise CheckFailed(f"{name}: got (txt, img). Hint: return (img, txt), in that order (as Flux's block does).")
+    got_img = as_tensor(out[0], name + " img", tuple(img.shape))
+    got_txt = as_tensor(out[1], name + " txt", tuple(txt.shape))
+    if close(got_img, want_img, atol=1e-4) and close(got_txt, want_txt, atol=1e-4):
+        ok(name, "matches minidiff's DoubleStreamBlock on random weights (video 12 tokens, text 4)")
+        return
+    if close(got_img, want_img, atol=1e-4):
+        hint = "the video stream is right; check the text stream (its own txt_mod, txt_norm*, txt_attn, txt_mlp)"
+    elif close(got_txt, want_txt, atol=1e-4):
+        hint = "the text stream is right; check the video stream (img_mod, img_norm*, img_attn, img_mlp)"
+    else:
+        hint = ("per stream: mod1, mod2 = X_mod(vec); q, k, v = X_attn.split_heads(modulate(X_norm1(x), mod1.shift, "
+                "mod1.scale)); one attention over cat(txt, img) with pe; split; x = x + mod1.gate * X_attn.proj(...); "
+                "x = x + mod2.gate * X_mlp(modulate(X_norm2(x), mod2.shift, mod2.scale))")
+    raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")

@@ -1,0 +1,122 @@
+"""Text to video, the whole pipeline (lesson 08), as Open-Sora's inference runs it:
+
+    prompt --text encoder--> txt (B, L, D), y_vec (B, D)          frozen (the tiny CLIP's text tower, lesson 07)
+    noise x_1 ~ N(0, I), (B, C, T_lat, h, w)                         the VAE's latent shape for the video size
+    Euler from t = 1 to 0 on the shifted grid, each step          flow.euler_sample
+        v = ClassifierFreeGuidance(MMDiT)(x, t, txt=..., y_vec=...)  batched [prompt; ""]
+    video = VAE.decode(x_0 / scaling_factor)                       (B, 3, T, H, W) in [-1, 1]
+
+Everything a sample depends on is an argument (prompts, steps, guidance scale, seed), so a seed gives the same video
+on every run on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .flow import euler_sample
+from .guidance import ClassifierFreeGuidance
+from .models.mmdit import MMDiT
+from .models.text import TextEncoder
+from .models.vae import VideoVAE
+
+
+@dataclass
+class TextToVideo:
+    """The three frozen parts and the sampling defaults. `from_pretrained()` loads the shipped ones."""
+
+    mmdit: MMDiT
+    vae: VideoVAE
+    text_encoder: TextEncoder
+    frames: int = 9
+    height: int = 32
+    width: int = 32
+    shift: float = 1.0  # the time shift alpha of training, reused for the sampling grid (Open-Sora does the same)
+    steps: int = 20
+    cfg_scale: float = 3.0
+
+    @classmethod
+    def from_pretrained(cls, name: str = "t2v-mmdit", device: torch.device | str | None = None) -> TextToVideo:
+        """The shipped MMDiT `name` with the VAE and text encoder its card names, on `device` (default: the best)."""
+        from .pretrained import load_pretrained
+        from .utils import device as best_device
+
+        dev = torch.device(device) if device is not None else best_device()
+        mmdit, card = load_pretrained(name, device=dev)
+        parts = card.get("pipeline", {})
+        vae, _ = load_pretrained(parts.get("vae", "video-vae"), device=dev)
+        clip, _ = load_pretrained(parts.get("text_encoder", "text-encoder"), device=dev)
+        return cls(mmdit, vae, clip.text_encoder.eval(), frames=parts.get("frames", 9),
+                   height=parts.get("height", 32), width=parts.get("width", 32), shift=parts.get("shift", 1.0),
+                   steps=parts.get("steps", 20), cfg_scale=parts.get("cfg_scale", 3.0))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.mmdit.parameters()).device
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return sorted(self.text_encoder.config.words)
+
+    def check_prompts(self, prompts: list[str] | str) -> list[str]:
+        """A list of non-empty prompts made of known words; a ValueError that says what is wrong otherwise."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts:
+            raise ValueError("no prompts given: pass at least one caption, e.g. 'a red 3 moving left'")
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise ValueError(f"empty prompt {p!r}: describe a video with the known words, e.g. 'a red 3 moving "
+                                 f"left' (known words: {' '.join(self.vocabulary)})")
+        from .models.text import tokenize
+
+        tokenize(self.text_encoder.tokenizer, list(prompts))  # unknown words / too long: its ValueError says which
+        return list(prompts)
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(txt (B, L, D), y_vec (B, D)) of the text encoder, on the model's device. "" is the null text."""
+        txt, y_vec = self.text_encoder(list(prompts))
+        return txt.to(self.device), y_vec.to(self.device)
+
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
+        """(B, C, T_lat, h, w) for this pipeline's video size; a clear error if the VAE cannot take that size."""
+        c, t, h, w = self.vae.latent_shape(self.frames, self.height, self.width)
+        p = self.mmdit.config.patch_size
+        if h % p or w % p:
+            raise ValueError(f"the latent size {h}x{w} is not divisible by the MMDiT's patch size {p}: choose a "
+                             f"video size whose latents divide by {p}")
+        if c != self.mmdit.config.latent_channels:
+            raise ValueError(f"the VAE gives {c} latent channels but the MMDiT expects "
+                             f"{self.mmdit.config.latent_channels}")
+        return batch, c, t, h, w
+
+    def guided_model(self, cfg_scale: float) -> ClassifierFreeGuidance:
+        """The MMDiT wrapped in classifier-free guidance against the empty caption (txt and y_vec of "")."""
+        null_txt, null_vec = self.encode_prompts([""])
+        return ClassifierFreeGuidance(self.mmdit, cfg_scale, null={"txt": null_txt[0], "y_vec": null_vec[0]})
+
+    @torch.no_grad()
+    def sample_latents(self, prompts: list[str] | str, steps: int | None = None, cfg_scale: float | None = None,
+                       seed: int = 0, noise: torch.Tensor | None = None, trajectory: bool | int = False,
+                       progress: bool = False):
+        """Scaled latents x_0 (B, C, T_lat, h, w) for the prompts (and the trajectory if asked)."""
+        prompts = self.check_prompts(prompts)
+        txt, y_vec = self.encode_prompts(prompts)
+        model = self.guided_model(self.cfg_scale if cfg_scale is None else cfg_scale)
+        return euler_sample(model, self.latent_shape(len(prompts)), steps=steps or self.steps,
+                            cond={"txt": txt, "y_vec": y_vec}, noise=noise,
+                            generator=torch.Generator().manual_seed(seed), device=self.device,
+                            trajectory=trajectory, progress=progress, shift=self.shift)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> videos (B, 3, T, H, W) in [-1, 1], on the CPU."""
+        return self.vae.decode(latents.to(self.device) / self.vae.config.scaling_factor).clamp(-1, 1).cpu()
+
+    def __call__(self, prompts: list[str] | str, steps: int | None = None, cfg_scale: float | None = None,
+                 seed: int = 0, progress: bool = False) -> torch.Tensor:
+        """Videos (B, 3, frames, height, width) in [-1, 1] for the prompts."""
+        return self.decode(self.sample_latents(prompts, steps, cfg_scale, seed, progress=progress))

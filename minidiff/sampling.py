@@ -1,0 +1,98 @@
+"""What every sampler shares: one calling convention, the starting noise, the conditioning, the trajectory.
+
+All three samplers (`ddpm.p_sample_loop`, `ddim.ddim_sample`, `flow.euler_sample`) are called the same way:
+
+    x = sampler(model, [schedule,] shape, steps=..., cond={"y": labels}, noise=None, generator=g)
+    x, trajectory = sampler(..., trajectory=True)
+
+and call the denoiser as `model(x, t, **cond)`, whatever the condition: class labels `{"y": labels}`, text
+`{"txt": txt, "y_vec": y_vec}`, or nothing (`cond=None`). This is DiT's `model_kwargs` and Flux's
+`model(img, ..., txt=..., y=...)`. Classifier-free guidance (`guidance.ClassifierFreeGuidance`) is itself such a
+model, so it works with every sampler unchanged.
+
+Base layer of the package: imports nothing else from minidiff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import torch
+
+Model = Callable[..., torch.Tensor]
+Cond = Mapping[str, torch.Tensor]
+
+
+class TrajectoryStep(NamedTuple):
+    """One point of a sampling trajectory (tensors on the CPU).
+
+    t: the time of x (DDPM/DDIM: the integer step, -1 after the last step; flow: t in [0, 1]); x: the sample at t;
+    x0_hat: the model's estimate of the clean sample from x (the sample itself at the end).
+    """
+
+    t: float
+    x: torch.Tensor
+    x0_hat: torch.Tensor
+
+
+def model_device(model: Model) -> torch.device:
+    """The device of the model's first parameter (the CPU for a plain function or a parameter-free module)."""
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def check_cond(cond: Cond | None, batch: int, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Validate the conditioning of a batch: a dict of tensors whose first dim is the batch size (moved to
+    `device`). None means unconditional, {}."""
+    if cond is None:
+        return {}
+    if not isinstance(cond, Mapping):
+        raise ValueError(f"cond must be a dict of keyword arguments for the model, e.g. cond={{'y': labels}}; got "
+                         f"{type(cond).__name__}")
+    out = {}
+    for k, v in cond.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"cond[{k!r}] must be a tensor with one entry per sample, got {type(v).__name__}")
+        if v.ndim == 0 or v.shape[0] != batch:
+            raise ValueError(f"cond[{k!r}] has shape {tuple(v.shape)}: its first dim must be the batch size {batch}")
+        out[k] = v.to(device) if device is not None else v
+    return out
+
+
+def initial_noise(shape: tuple[int, ...], noise: torch.Tensor | None, generator: torch.Generator | None,
+                  device: torch.device | str) -> torch.Tensor:
+    """The sample at the start of the reverse process: `noise` if given (checked against `shape`), else fresh
+    N(0, I) drawn on the CPU from `generator` (so a seed gives the same samples on every device)."""
+    if noise is not None:
+        if tuple(noise.shape) != tuple(shape):
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, but the sampler was asked for shape "
+                             f"{tuple(shape)}")
+        return noise.detach().clone().float().to(device)
+    return torch.randn(tuple(shape), generator=generator).to(device)
+
+
+class TrajectoryRecorder:
+    """Collects TrajectoryStep's: every `every`-th step (True = every step; False = none) and always the end."""
+
+    def __init__(self, every: bool | int):
+        if isinstance(every, bool):
+            every = 1 if every else 0
+        if not isinstance(every, int) or every < 0:
+            raise ValueError(f"trajectory must be False, True or a positive step interval, got {every!r}")
+        self.every, self.steps = every, []
+
+    def __bool__(self) -> bool:
+        return self.every > 0
+
+    def add(self, i: int, t: float, x: torch.Tensor, x0_hat: torch.Tensor) -> None:
+        if self.every and i % self.every == 0:
+            self.steps.append(TrajectoryStep(t, x.detach().cpu(), x0_hat.detach().cpu()))
+
+    def finish(self, t_end: float, x: torch.Tensor) -> list[TrajectoryStep]:
+        if self.every:
+            self.steps.append(TrajectoryStep(t_end, x.detach().cpu(), x.detach().cpu()))
+        return self.steps
