@@ -26,6 +26,8 @@ from .utils import bf16_is_fast
 
 @dataclass
 class TrainConfig:
+    """Everything one training run needs besides the model, the loss and the data."""
+
     steps: int = 1000  # total optimiser steps (a resumed run continues up to this number)
     batch_size: int = 128
     lr: float = 3e-4
@@ -48,6 +50,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """The trained model, its EMA copy (sample from this one), the loss per step, and how the run ended."""
+
     model: nn.Module
     ema: nn.Module
     losses: list[float] = field(default_factory=list)

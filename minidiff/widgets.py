@@ -244,6 +244,8 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
 
 @dataclass
 class FlowFrame:
+    """What the flow-particles widget shows at one point of an Euler trajectory."""
+
     t: float
     points: np.ndarray  # (N, 2) particle positions at time t
     grid_xy: np.ndarray  # (G*G, 2) where the velocity field is drawn
@@ -296,6 +298,8 @@ def flow_particles_explorer(trajectory: list, model, target: np.ndarray | None =
 
 @dataclass
 class PatchFrame:
+    """What the patch explorer shows for one patch size."""
+
     patch_size: int
     image: np.ndarray  # (H, W) or (H, W, 3) in [0, 1]
     grid_h: int  # patches per column
@@ -430,6 +434,8 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
 
 @dataclass
 class PromptSearchFrame:
+    """What the prompt-search widget shows for one prompt."""
+
     prompt: str
     error: str | None  # a message instead of results when the prompt cannot be encoded
     captions: list[tuple[str, float]]  # the k most similar captions and their cosine similarities
@@ -487,3 +493,76 @@ def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents
         draw_prompt_search_frame(frame, videos, plt.figure(figsize=(9, 4.6)))
 
     return _interactive([box], draw)
+
+
+# --------------------------------------------------------------------------------------- prompt playground (t2v)
+
+
+@dataclass
+class PlaygroundFrame:
+    """What the prompt playground shows: one video (or an error) and what the judge reads off it."""
+
+    prompt: str
+    steps: int
+    cfg_scale: float
+    seed: int
+    error: str | None  # a message instead of a video when the prompt cannot be used
+    video: torch.Tensor | None  # (1, 3, T, H, W) in [-1, 1]
+    judged: dict[str, str] | None  # what the video judge reads off the video: digit, colour, direction
+
+    @property
+    def title(self) -> str:
+        return f"{self.prompt!r}: {self.steps} Euler steps, guidance {self.cfg_scale:g}, seed {self.seed}"
+
+
+def prompt_playground_frame(pipe, prompt: str, steps: int, cfg_scale: float, seed: int = 0,
+                            judge=None) -> PlaygroundFrame:
+    """One video for `prompt` from a text-to-video pipeline (`minidiff.pipeline.TextToVideo`); an unknown word or an
+    empty prompt gives `error` (the pipeline's message), not an exception. With a digit classifier as `judge`,
+    also what the video judge reads off the result."""
+    from .data import COLOUR_NAMES, DIRECTION_NAMES
+    from .eval import judge_videos
+
+    try:
+        video = pipe([prompt], steps=steps, cfg_scale=cfg_scale, seed=seed)
+    except ValueError as err:
+        return PlaygroundFrame(prompt, steps, cfg_scale, seed, str(err), None, None)
+    judged = None
+    if judge is not None:
+        j = judge_videos(video, judge)
+        d, c, m = int(j.digits[0]), int(j.colours[0]), int(j.directions[0])
+        judged = {"digit": str(d) if d >= 0 else "none", "colour": COLOUR_NAMES[c] if c >= 0 else "none",
+                  "direction": DIRECTION_NAMES[m] if m >= 0 else "none"}
+    return PlaygroundFrame(prompt, steps, cfg_scale, seed, None, video, judged)
+
+
+def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
+    """Every frame of the video in a row (time left to right), with what the judge saw; or the error message."""
+    if frame.error:
+        fig.text(0.02, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red")
+        return
+    from .viz import show_video_frames
+
+    ax = fig.add_subplot(1, 1, 1)
+    title = frame.title
+    if frame.judged:
+        title += "\njudge reads: " + ", ".join(f"{k} {v}" for k, v in frame.judged.items())
+    show_video_frames(frame.video, title=title, ax=ax)
+
+
+def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
+    """Type a caption, choose the number of Euler steps, the guidance scale and the seed: see the video (every frame,
+    time left to right) and what the video judge reads off it."""
+    import ipywidgets as W
+
+    box = W.Text(value=prompt, description="prompt", continuous_update=False, layout=W.Layout(width="420px"))
+    steps = W.SelectionSlider(options=[1, 2, 5, 10, 20, 50], value=20, description="steps", continuous_update=False)
+    cfg = W.SelectionSlider(options=[0.0, 1.0, 2.0, 4.0, 7.0, 10.0], value=4.0, description="guidance",
+                            continuous_update=False)
+    seed = W.IntSlider(value=0, min=0, max=20, description="seed", continuous_update=False)
+
+    def draw() -> None:
+        frame = prompt_playground_frame(pipe, box.value, steps.value, cfg.value, seed.value, judge)
+        draw_playground_frame(frame, plt.figure(figsize=(10, 2.2)))
+
+    return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])])

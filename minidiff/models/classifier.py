@@ -13,6 +13,8 @@ from ..utils import check_image_batch
 
 @dataclass
 class ClassifierConfig(Config):
+    """The digit classifier: input size, classes, conv width and feature size."""
+
     image_size: int = 16
     num_classes: int = 10
     width: int = 32

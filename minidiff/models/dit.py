@@ -104,6 +104,8 @@ FinalLayer = LastLayer  # DiT's name for the output layer; Flux calls the same l
 
 @dataclass
 class DiTConfig(Config):
+    """DiT's sizes (DiT-S/2 has hidden_size 384, depth 12, 6 heads; ours is far smaller)."""
+
     image_size: int = 16
     in_channels: int = 1
     patch_size: int = 2

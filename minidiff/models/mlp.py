@@ -13,6 +13,8 @@ from .layers import timestep_embedding
 
 @dataclass
 class VelocityMLPConfig(Config):
+    """The 2-D velocity MLP of lesson 04."""
+
     dim: int = 2  # the data's dimension
     hidden: int = 128
     depth: int = 3  # hidden layers

@@ -113,7 +113,7 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{s}_norm2", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
             setattr(self, f"{s}_mlp", mlp(hidden_size, mlp_ratio))
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor,
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor | None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         img_mod1, img_mod2 = self.img_mod(vec)
         txt_mod1, txt_mod2 = self.txt_mod(vec)
@@ -153,7 +153,7 @@ class SingleStreamBlock(nn.Module):
         self.mlp_act = nn.GELU(approximate="tanh")
         self.modulation = Modulation(hidden_size, 1)
 
-    def forward(self, x: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor,
+    def forward(self, x: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor | None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         (mod,) = self.modulation(vec)
         x_mod = modulate(self.pre_norm(x), mod.shift, mod.scale)
@@ -186,6 +186,8 @@ class MMDiTConfig(Config):
     theta: int = 10_000
     qkv_bias: bool = True
     time_factor: float = 1000.0  # t in [0, 1] is embedded as t * 1000, as in Flux's timestep_embedding
+    use_rope: bool = True  # ablation switch: False gives the tokens no position information at all
+    use_y_vec: bool = True  # ablation switch: False leaves the pooled text out of vec (time only)
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -218,7 +220,7 @@ class MMDiT(nn.Module):
         self.pe_embedder = EmbedND(cfg.hidden_size // cfg.num_heads, cfg.theta, list(cfg.axes_dim))
         self.img_in = nn.Linear(cfg.in_channels, cfg.hidden_size)
         self.time_in = MLPEmbedder(256, cfg.hidden_size)
-        self.vector_in = MLPEmbedder(cfg.vec_in_dim, cfg.hidden_size)
+        self.vector_in = MLPEmbedder(cfg.vec_in_dim, cfg.hidden_size) if cfg.use_y_vec else None
         self.txt_in = nn.Linear(cfg.context_in_dim, cfg.hidden_size)
         self.double_blocks = nn.ModuleList(
             DoubleStreamBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias) for _ in range(cfg.depth))
@@ -235,6 +237,8 @@ class MMDiT(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         for emb in (self.time_in, self.vector_in):
+            if emb is None:
+                continue
             nn.init.normal_(emb.in_layer.weight, std=0.02)
             nn.init.normal_(emb.out_layer.weight, std=0.02)
         for m in self.modules():
@@ -267,9 +271,10 @@ class MMDiT(nn.Module):
         """Project every input to the model width: (img, txt, vec, pe), as Open-Sora's method of the same name."""
         img = self.img_in(img)
         vec = self.time_in(timestep_embedding(timesteps, 256, time_factor=self.config.time_factor))
-        vec = vec + self.vector_in(y_vec)
+        if self.vector_in is not None:
+            vec = vec + self.vector_in(y_vec)
         txt = self.txt_in(txt)
-        pe = self.pe_embedder(torch.cat((txt_ids, img_ids), dim=1))
+        pe = self.pe_embedder(torch.cat((txt_ids, img_ids), dim=1)) if self.config.use_rope else None
         return img, txt, vec, pe
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor,
@@ -278,8 +283,9 @@ class MMDiT(nn.Module):
         b, _, frames, height, width = x.shape
         p = self.config.patch_size
         img = pack(x, p)
-        img_ids = prepare_img_ids(b, frames, height, width, p, x.device)
-        txt_ids = torch.zeros(b, txt.shape[1], 3, device=x.device)
+        # every sample has the same grid, so one copy of the ids (batch 1) is broadcast over the batch
+        img_ids = prepare_img_ids(1, frames, height, width, p, x.device)
+        txt_ids = torch.zeros(1, txt.shape[1], 3, device=x.device)
         mask = None
         if txt_mask is not None:  # image tokens are never masked
             mask = torch.cat([txt_mask.bool(), torch.ones(b, img.shape[1], dtype=torch.bool, device=x.device)], 1)

@@ -58,6 +58,8 @@ def tokenize(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class TextEncoderConfig(Config):
+    """The tiny CLIP text tower: vocabulary, prompt length and Transformer sizes."""
+
     words: list[str] = field(default_factory=list)  # the vocabulary (besides SPECIAL_TOKENS)
     max_length: int = 8
     hidden_size: int = 64
@@ -141,6 +143,8 @@ class LatentVideoEncoder(nn.Module):
 
 @dataclass
 class TinyCLIPConfig(Config):
+    """The tiny CLIP: its text tower and the video tower over VAE latents."""
+
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     latent_channels: int = 4
     video_width: int = 64

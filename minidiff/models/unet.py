@@ -21,6 +21,8 @@ from .layers import LabelEmbedder, attention, timestep_embedding
 
 @dataclass
 class UNetConfig(Config):
+    """The U-Net of lessons 02-04: image size, widths per level, classes, time scale."""
+
     image_size: int = 16
     in_channels: int = 1
     channels: tuple[int, ...] = (48, 96, 96)  # width per resolution level; one 2x downsampling between levels

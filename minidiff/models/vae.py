@@ -30,6 +30,8 @@ LOGVAR_RANGE = (-30.0, 20.0)  # the encoder's log-variance is clamped to this ra
 
 @dataclass
 class VAEConfig(Config):
+    """The causal video VAE: channels, compression in space and time, KL weight, latent scaling factor."""
+
     in_channels: int = 3
     latent_channels: int = 4
     channels: tuple[int, ...] = (16, 32, 32)  # full resolution, then after each downsampling stage
@@ -169,6 +171,8 @@ class Decoder(nn.Module):
 
 @dataclass
 class VAEOutput:
+    """What a VAE forward pass returns: reconstruction (like x), mean, logvar and the sampled z (like mean)."""
+
     recon: torch.Tensor
     mean: torch.Tensor
     logvar: torch.Tensor
@@ -213,6 +217,8 @@ class GaussianVAE(nn.Module):
 
 @dataclass
 class ImageVAEConfig(Config):
+    """Lesson 06's MLP VAE for small images with a drawable latent."""
+
     image_shape: tuple[int, int, int] = (1, 16, 16)  # (C, H, W)
     latent_dim: int = 2
     hidden: int = 256
