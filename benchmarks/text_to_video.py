@@ -1,0 +1,315 @@
+"""Lesson 08's text-to-video MMDiT, measured: prompt adherence, its sensitivity to steps and guidance, what each part
+buys (ablations at equal training minutes), where digit identity is lost, and where the training time goes.
+
+usage: python benchmarks/text_to_video.py [adherence] [steps] [cfg] [digit-loss] [text-features] [throughput]
+                                          [ablations]
+                                          [--samples 2] [--threads 2] [--ablation-minutes 10] [--record-in-card]
+Appends to benchmarks/results/text_to_video.json, one record per measurement, each with "part", "threads", "date":
+  adherence: per split ("train": the 230 training combinations, "heldout": the 10 held-out ones), every caption
+    `--samples` times (seeds 0, 1, ...), 20 Euler steps and the card's guidance: {"split", "digit", "colour",
+    "direction", "all_three", "n_videos", "std_error" (binomial, of all_three), "seconds_per_video",
+    "train_minutes", "train_steps", "train_threads"}; per-digit accuracy in "digit_by_class"
+  steps: the same on the training split for 5, 10, 20, 50 steps (one sample per caption)
+  cfg: the same for guidance scales 1, 2, 4, 7
+  digit-loss: where digit identity is lost, on 230 training-split videos: the judge on the real videos, on their VAE
+    reconstructions, and on videos regenerated from the real latent noised to t (0.2 .. 1.0; t = 1 is pure noise,
+    i.e. generation from scratch), with the true caption
+  throughput: model FLOPs per training step (torch's FlopCounterMode), seconds per step, the achieved GFLOP/s next to
+    the machine's dense 2048x2048 matmul in fp32 and bf16 measured in the same run, the time of one step by kind of
+    operation (matmul, attention, elementwise), and one step with bf16 autocast
+  text-features: how much of the variance of the frozen text encoder's outputs over the 240 captions each attribute
+    explains (between-class sum of squares / total), for y_vec, for txt at the digit's position, and for all of txt
+  ablations: the recipe trained for --ablation-minutes (same data and seed; each variant's step is timed first and its
+    cosine schedule set to the steps that fit the minutes) as is ("baseline", twice: seeds 0 and 1 give the
+    run-to-run spread) and with one part removed: no pooled text in vec ("no-y_vec"), no RoPE
+    ("no-rope"), double-stream blocks only ("double-only", 4 + 0 instead of 2 + 2); adherence on the training split
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import sys
+import time
+
+import torch
+from _results import append_records
+
+STEPS = (5, 10, 20, 50)
+CFG = (1.0, 2.0, 4.0, 7.0, 10.0)
+NOISE_LEVELS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+
+
+def _stamp(rec: dict, threads: int) -> dict:
+    rec.update(threads=threads, date=datetime.date.today().isoformat())
+    print(json.dumps(rec), flush=True)
+    append_records("text_to_video", [rec])
+    return rec
+
+
+def _pipe():
+    from minidiff.pipeline import TextToVideo
+
+    return TextToVideo.from_pretrained("t2v-mmdit", device="cpu")
+
+
+def _adherence(pipe, judge, split: str, samples: int, steps: int | None = None, cfg: float | None = None) -> dict:
+    from minidiff.data import caption_attributes, caption_table
+    from minidiff.eval import judge_videos, split_captions
+
+    idx = split_captions(split)
+    table = caption_table()
+    videos, seconds = [], 0.0
+    for s in range(samples):
+        for k, chunk in enumerate(idx.split(60)):
+            t0 = time.perf_counter()
+            videos.append(pipe([table[i] for i in chunk.tolist()], steps=steps, cfg_scale=cfg, seed=1000 * s + k))
+            seconds += time.perf_counter() - t0
+    all_idx = idx.repeat(samples)
+    d, c, m = caption_attributes(all_idx)
+    j = judge_videos(torch.cat(videos), judge, d, c, m)
+    acc = j.accuracy
+    by_class = {str(k): round(float((j.digits[d == k] == k).float().mean()), 3) for k in range(10) if (d == k).any()}
+    p = acc["all_three"]
+    return {**acc, "n_videos": len(all_idx), "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / len(all_idx)), 4),
+            "seconds_per_video": round(seconds / len(all_idx), 4), "digit_by_class": by_class}
+
+
+def measure_adherence(judge, samples: int, threads: int, record_in_card: bool) -> None:
+    from minidiff.pretrained import load_card, update_card
+
+    pipe = _pipe()
+    card = load_card("t2v-mmdit")
+    metrics = {}
+    for split in ("train", "heldout"):
+        r = _adherence(pipe, judge, split, samples)
+        rec = _stamp({"part": "adherence", "split": split, "steps": pipe.steps, "cfg_scale": pipe.cfg_scale, **r,
+                      "train_minutes": card["train_minutes"], "train_steps": card["train_steps"],
+                      "train_threads": card["threads"]}, threads)
+        metrics[split] = {k: rec[k] for k in ("digit", "colour", "direction", "all_three", "n_videos", "std_error",
+                                              "seconds_per_video")}
+    if record_in_card:
+        metrics["source"] = (f"benchmarks/text_to_video.py adherence: every caption of each split {samples} times, "
+                             f"{pipe.steps} Euler steps, guidance {pipe.cfg_scale}, {datetime.date.today()}")
+        update_card("t2v-mmdit", {"metrics": metrics})
+
+
+def measure_steps(judge, threads: int) -> None:
+    pipe = _pipe()
+    for steps in STEPS:
+        _stamp({"part": "steps", "split": "train", "steps": steps, "cfg_scale": pipe.cfg_scale,
+                **_adherence(pipe, judge, "train", 1, steps=steps)}, threads)
+
+
+def measure_cfg(judge, threads: int) -> None:
+    pipe = _pipe()
+    for cfg in CFG:
+        _stamp({"part": "cfg", "split": "train", "steps": pipe.steps, "cfg_scale": cfg,
+                **_adherence(pipe, judge, "train", 1, cfg=cfg)}, threads)
+
+
+@torch.no_grad()
+def measure_digit_loss(judge, threads: int) -> None:
+    """Judge real videos, their reconstructions, and regenerations from the real latent noised to t."""
+    from minidiff.data import caption_index, caption_table, moving_digits
+    from minidiff.eval import judge_videos
+    from minidiff.flow import euler_timesteps
+    from minidiff.models.vae import encode_videos
+
+    pipe = _pipe()
+    md = moving_digits(230, seed=77, split="train")
+    target = (md.digits, md.colours, md.directions)
+    latents = encode_videos(pipe.vae, md.videos)
+    prompts = [caption_table()[i] for i in caption_index(*target).tolist()]
+    rows = {"real videos": md.videos, "VAE reconstructions": pipe.decode(latents)}
+    txt, y_vec = pipe.encode_prompts(prompts)
+    model = pipe.guided_model(pipe.cfg_scale)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(5))
+    grid = euler_timesteps(pipe.steps, pipe.shift)
+    for t_start in NOISE_LEVELS:  # start the same sampler at the grid point nearest t_start, from the real latent
+        i0 = int((grid - t_start).abs().argmin())
+        t0 = float(grid[i0])
+        x = (1 - t0) * latents + t0 * noise
+        for i in range(i0, len(grid) - 1):
+            t_cur, t_next = float(grid[i]), float(grid[i + 1])
+            v = model(x, torch.full((len(x),), t_cur), txt=txt, y_vec=y_vec)
+            x = x + (t_next - t_cur) * v
+        rows[f"regenerated from t={t0:.2f}"] = pipe.decode(x)
+    for name, videos in rows.items():
+        acc = judge_videos(videos, judge, *target).accuracy
+        _stamp({"part": "digit-loss", "source": name, **acc, "n_videos": len(md), "steps": pipe.steps,
+                "cfg_scale": pipe.cfg_scale}, threads)
+
+
+@torch.no_grad()
+def measure_text_features(threads: int) -> None:
+    from minidiff.data import caption_attributes, caption_table
+    from minidiff.pretrained import load_pretrained
+
+    clip, _ = load_pretrained("text-encoder")
+    txt, y_vec = clip.text_encoder(caption_table())
+    attrs = dict(zip(("digit", "colour", "direction"), caption_attributes(torch.arange(240)), strict=True))
+
+    def shares(x: torch.Tensor) -> dict:
+        x = x - x.mean(0)
+        total = float(x.pow(2).sum())
+        out = {}
+        for name, lab in attrs.items():
+            between = sum(float((lab == k).sum()) * float(x[lab == k].mean(0).pow(2).sum()) for k in lab.unique())
+            out[name] = round(between / total, 3)
+        return out
+
+    for name, x in (("y_vec", y_vec), ("txt at the digit's position", txt[:, 3]), ("txt, all positions",
+                                                                                  txt.flatten(1))):
+        _stamp({"part": "text-features", "source": name, "variance_share": shares(x), "n_captions": 240}, threads)
+
+
+def _matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def measure_throughput(threads: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from minidiff.models.mmdit import MMDiT
+    from minidiff.recipes import T2V_MMDIT
+
+    cfg = T2V_MMDIT["mmdit"]
+    b = T2V_MMDIT["train"].batch_size
+    model = MMDiT(cfg)
+    for p in model.parameters():  # not the zero init: every branch computes something
+        torch.nn.init.normal_(p, std=0.02)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(b, 4, 3, 16, 16, generator=g), torch.rand(b, generator=g)
+    txt, y_vec = torch.randn(b, 8, cfg.context_in_dim, generator=g), torch.randn(b, cfg.vec_in_dim, generator=g)
+
+    def step(bf16: bool = False) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = (model(x, t, txt, y_vec).float() - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    flops = fc.get_total_flops()
+    timings = {}
+    for bf16 in (False, True):
+        step(bf16)
+        t0 = time.perf_counter()
+        n = 3 if bf16 else 10
+        for _ in range(n):
+            step(bf16)
+        timings[bf16] = (time.perf_counter() - t0) / n
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            step()
+    kinds = {"matmul": 0.0, "attention": 0.0, "elementwise and other": 0.0}
+    for ev in prof.key_averages():
+        name = ev.key
+        kind = ("attention" if "scaled_dot_product" in name else
+                "matmul" if name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul") else
+                "elementwise and other")
+        kinds[kind] += ev.self_cpu_time_total
+    total = sum(kinds.values())
+    _stamp({"part": "throughput", "batch_size": b, "params": sum(p.numel() for p in model.parameters()),
+            "tokens_per_sample": 3 * 8 * 8 + 8, "flops_per_step": flops,
+            "seconds_per_step_fp32": round(timings[False], 4),
+            "seconds_per_step_bf16_autocast": round(timings[True], 4),
+            "achieved_gflops_fp32": round(flops / timings[False] / 1e9, 1),
+            "matmul_peak_gflops_fp32": round(_matmul_gflops(torch.float32), 1),
+            "matmul_peak_gflops_bf16": round(_matmul_gflops(torch.bfloat16, repeats=2), 1),
+            "time_share": {k: round(v / total, 3) for k, v in kinds.items()},
+            "bf16_is_fast_here": __import__("minidiff").bf16_is_fast("cpu")}, threads)
+
+
+def _seconds_per_step(cfg, batch_size: int, n: int = 15) -> float:
+    """Time n AdamW training steps of a fresh MMDiT(cfg) on random inputs (after 3 warm-up steps)."""
+    from minidiff.models.mmdit import MMDiT
+
+    torch.manual_seed(0)
+    model = MMDiT(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, t = torch.randn(batch_size, 4, 3, 16, 16), torch.rand(batch_size)
+    txt, y_vec = torch.randn(batch_size, 8, cfg.context_in_dim), torch.randn(batch_size, cfg.vec_in_dim)
+    for i in range(n + 3):
+        if i == 3:
+            t0 = time.perf_counter()
+        loss = (model(x, t, txt, y_vec) - x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / n
+
+
+def measure_ablations(judge, minutes: float, threads: int) -> None:
+    from minidiff.pipeline import TextToVideo
+    from minidiff.pretrained import load_pretrained
+    from minidiff.recipes import T2V_MMDIT, t2v_mmdit
+
+    base = T2V_MMDIT["mmdit"]
+    variants = {"baseline": (base, 0), "baseline seed 1": (base, 1),
+                "no-y_vec": (dataclasses.replace(base, use_y_vec=False), 0),
+                "no-rope": (dataclasses.replace(base, use_rope=False), 0),
+                "double-only": (dataclasses.replace(base, depth=base.depth + base.depth_single_blocks,
+                                                    depth_single_blocks=0), 0)}
+    vae, _ = load_pretrained("video-vae")
+    clip, _ = load_pretrained("text-encoder")
+    for name, (cfg, seed) in variants.items():
+        # equal minutes, and a cosine schedule that ends when the minutes do: time this variant's step first, then
+        # train for the steps that fit (the time limit, 10 % above, only guards against a slower machine)
+        pace = _seconds_per_step(cfg, T2V_MMDIT["train"].batch_size)
+        steps = int(minutes * 60 / pace)
+        train_cfg = dataclasses.replace(T2V_MMDIT["train"], seed=seed, steps=steps, max_minutes=1.1 * minutes)
+        result, _, fields = t2v_mmdit(config=cfg, train_config=train_cfg, progress=False, evaluate=False)
+        p = fields["pipeline"]
+        pipe = TextToVideo(result.ema.eval(), vae, clip.text_encoder.eval(), frames=p["frames"], height=p["height"],
+                           width=p["width"], shift=p["shift"], steps=p["steps"], cfg_scale=p["cfg_scale"])
+        _stamp({"part": "ablations", "variant": name, "train_seed": seed, "train_minutes": round(result.minutes, 2),
+                "train_steps": result.step, "scheduled_steps": steps,
+                "timed_seconds_per_step": round(pace, 4), "params": sum(q.numel() for q in result.ema.parameters()),
+                "split": "train", **_adherence(pipe, judge, "train", 1)}, threads)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parts = ["adherence", "steps", "cfg", "digit-loss", "text-features", "throughput", "ablations"]
+    p.add_argument("parts", nargs="*", default=["adherence"], choices=parts)
+    p.add_argument("--samples", type=int, default=2, help="samples per caption for `adherence`")
+    p.add_argument("--ablation-minutes", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--record-in-card", action="store_true", help="write the adherence figures into the card")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from minidiff.pretrained import load_pretrained
+
+    judge, _ = load_pretrained("digit-classifier")
+    if "adherence" in a.parts:
+        measure_adherence(judge, a.samples, a.threads, a.record_in_card)
+    if "steps" in a.parts:
+        measure_steps(judge, a.threads)
+    if "cfg" in a.parts:
+        measure_cfg(judge, a.threads)
+    if "digit-loss" in a.parts:
+        measure_digit_loss(judge, a.threads)
+    if "text-features" in a.parts:
+        measure_text_features(a.threads)
+    if "throughput" in a.parts:
+        measure_throughput(a.threads)
+    if "ablations" in a.parts:
+        measure_ablations(judge, a.ablation_minutes, a.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
