@@ -10,21 +10,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 
 import torch
 
 
-def save_atomic(path: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
-    """Write `tensors` (+ JSON-serialisable `meta`) to `path` atomically."""
-    from safetensors.torch import save_file
-
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "",
+                 make_folder: bool = True) -> None:
+    """Call `write(tmp)` on a temporary file in `path`'s folder, flush it to disk, then rename it over `path`: a
+    reader (or a crash) never sees half a file. On any error the temporary file is removed and the error re-raised."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    if make_folder:
+        os.makedirs(folder, exist_ok=True)
+    elif not os.path.isdir(folder):
+        raise FileNotFoundError(f"the folder {folder} does not exist: create it first or choose another path")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(fd)
     try:
-        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(clean, tmp, metadata={"minidiff": json.dumps(meta or {})})
+        write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates files readable by the owner only
@@ -35,20 +38,22 @@ def save_atomic(path: str, tensors: dict[str, torch.Tensor], meta: dict | None =
         raise
 
 
+def save_atomic(path: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+    """Write `tensors` (+ JSON-serialisable `meta`) to `path` atomically."""
+    from safetensors.torch import save_file
+
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    write_atomic(path, lambda tmp: save_file(clean, tmp, metadata={"minidiff": json.dumps(meta or {})}),
+                 ".safetensors")
+
+
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     """Write `obj` as indented JSON to `path` via a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps(obj, indent=1) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    write_atomic(path, write, ".json")
 
 
 def load(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:

@@ -195,26 +195,17 @@ def video_strip_frames(videos: torch.Tensor, scale: int = 4, gap: int = 2) -> np
 def save_gif(videos: torch.Tensor, path: str, fps: int = 4, scale: int = 4) -> str:
     """Write videos (B, C, T, H, W) in [-1, 1], side by side, as a looping GIF at `path`, atomically (a temporary
     file in the same folder, then a rename: an interrupted write never leaves half a GIF). Returns the path."""
-    import os
-    import tempfile
 
     from PIL import Image
 
     if not str(path).lower().endswith(".gif"):
         raise ValueError(f"the output file must end in .gif, got {path!r}")
     frames = [Image.fromarray(f) for f in video_strip_frames(videos, scale)]
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"the folder {folder} does not exist: create it first or choose another -o path")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".gif", dir=folder)
-    os.close(fd)
-    try:
+    from .checkpoint import write_atomic
+
+    def write(tmp: str) -> None:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
                        optimize=False, disposal=1)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    write_atomic(path, write, ".gif", make_folder=False)
     return str(path)
