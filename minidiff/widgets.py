@@ -460,7 +460,9 @@ def prompt_search_frame(clip, prompt: str, captions: list[str], caption_emb: tor
 def draw_prompt_search_frame(frame: PromptSearchFrame, videos: torch.Tensor, fig: plt.Figure) -> None:
     """Bars of the top captions' similarities (left) and the top videos' middle frames (right)."""
     if frame.error:
-        fig.text(0.02, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red")
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.0, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red", va="center", transform=ax.transAxes)
         return
     k = len(frame.videos)
     gs = fig.add_gridspec(2, k)
@@ -539,7 +541,9 @@ def prompt_playground_frame(pipe, prompt: str, steps: int, cfg_scale: float, see
 def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
     """Every frame of the video in a row (time left to right), with what the judge saw; or the error message."""
     if frame.error:
-        fig.text(0.02, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red")
+        ax = fig.add_subplot(1, 1, 1)
+        ax.axis("off")
+        ax.text(0.0, 0.5, frame.error, wrap=True, fontsize=9, color="tab:red", va="center", transform=ax.transAxes)
         return
     from .viz import show_video_frames
 
@@ -557,7 +561,8 @@ def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
 
     box = W.Text(value=prompt, description="prompt", continuous_update=False, layout=W.Layout(width="420px"))
     steps = W.SelectionSlider(options=[1, 2, 5, 10, 20, 50], value=20, description="steps", continuous_update=False)
-    cfg = W.SelectionSlider(options=[0.0, 1.0, 2.0, 4.0, 7.0, 10.0], value=4.0, description="guidance",
+    scales = sorted({0.0, 1.0, 2.0, 4.0, 7.0, 10.0, float(pipe.cfg_scale)})
+    cfg = W.SelectionSlider(options=scales, value=float(pipe.cfg_scale), description="guidance",
                             continuous_update=False)
     seed = W.IntSlider(value=0, min=0, max=20, description="seed", continuous_update=False)
 

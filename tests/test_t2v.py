@@ -1,0 +1,132 @@
+"""The text-to-video pipeline, the shipped t2v-mmdit, its command line and the prompt playground."""
+
+import dataclasses
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from minidiff.pipeline import TextToVideo
+
+    return TextToVideo.from_pretrained("t2v-mmdit", device="cpu")
+
+
+def test_same_seed_same_video_other_seed_other_video(pipe):
+    a = pipe(["a red 3 moving left"], steps=4, seed=3)
+    b = pipe(["a red 3 moving left"], steps=4, seed=3)
+    c = pipe(["a red 3 moving left"], steps=4, seed=4)
+    assert a.shape == (1, 3, 9, 32, 32) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_bad_prompts_and_sizes_give_clear_errors(pipe):
+    with pytest.raises(ValueError, match="unknown word.*'purple'.*knows only: 0 1 2"):
+        pipe(["a purple 3 moving left"], steps=2)
+    with pytest.raises(ValueError, match="empty prompt"):
+        pipe([""], steps=2)
+    with pytest.raises(ValueError, match="no prompts"):
+        pipe([], steps=2)
+    with pytest.raises(ValueError, match=r"T = 4n \+ 1 frames"):
+        dataclasses.replace(pipe, frames=8)(["a red 3 moving left"], steps=2)
+    with pytest.raises(ValueError, match="not divisible by the MMDiT's patch size 2"):
+        dataclasses.replace(pipe, height=34)(["a red 3 moving left"], steps=2)
+
+
+def test_shipped_model_reproduces_its_cards_adherence(pipe):
+    """60 training captions, one video each: every attribute's accuracy within 4 binomial standard errors (+ 0.02) of
+    the card's figure (measured on all 230 captions, twice)."""
+    from minidiff.data import caption_attributes, caption_table
+    from minidiff.eval import judge_videos, split_captions
+    from minidiff.pretrained import load_card, load_pretrained
+
+    card = load_card("t2v-mmdit")["metrics"]["train"]
+    judge, _ = load_pretrained("digit-classifier")
+    idx = split_captions("train")[::4][:60]
+    videos = pipe([caption_table()[i] for i in idx.tolist()], seed=11)
+    acc = judge_videos(videos, judge, *caption_attributes(idx)).accuracy
+    for attr in ("digit", "colour", "direction", "all_three"):
+        p = card[attr]
+        tol = 4 * math.sqrt(max(p * (1 - p), 0.01) / len(idx)) + 0.02
+        assert abs(acc[attr] - p) <= tol, (attr, acc[attr], p, tol)
+
+
+def test_cli_writes_a_gif_that_decodes_to_the_expected_frames(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "two.gif"
+    r = subprocess.run([sys.executable, "-m", "minidiff", "generate", "a red 3 moving left", "a blue 7 moving up",
+                        "-o", str(out), "--steps", "3", "--seed", "1", "--scale", "2", "--device", "cpu"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout
+    with Image.open(out) as gif:
+        assert gif.n_frames == 9
+        assert gif.size == (2 * 32 * 2 + 2, 2 * 32)  # two videos side by side, 2x, a 2-pixel gap
+    assert [p.name for p in tmp_path.iterdir()] == ["two.gif"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("args,message", [
+    (["a purple 3 moving left"], "unknown word"),
+    ([""], "empty prompt"),
+    (["a red 3 moving left", "--steps", "0"], "--steps must be a positive integer"),
+    (["a red 3 moving left", "-o", "out.png"], "must be a .gif"),
+    (["a red 3 moving left", "--model", "no-such-model"], "no pretrained model 'no-such-model'"),
+])
+def test_cli_bad_input_exits_2_with_a_message(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "minidiff", "generate", *args, "--device", "cpu"], capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert message in r.stderr and "Traceback" not in r.stderr
+    if message == "unknown word":
+        assert "knows only: 0 1 2 3 4 5 6 7 8 9 a blue cyan down green left" in r.stderr
+    assert not list(tmp_path.glob("*.gif"))
+
+
+def test_console_script_is_declared():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'minidiff = "minidiff.__main__:main"' in text
+
+
+def test_prompt_playground_frame_and_widget(pipe):
+    import matplotlib.pyplot as plt
+
+    from minidiff.pretrained import load_pretrained
+    from minidiff.widgets import draw_playground_frame, prompt_playground, prompt_playground_frame
+
+    judge, _ = load_pretrained("digit-classifier")
+    f = prompt_playground_frame(pipe, "a green 4 moving down", 3, 4.0, seed=2, judge=judge)
+    assert f.error is None and f.video.shape == (1, 3, 9, 32, 32)
+    assert set(f.judged) == {"digit", "colour", "direction"}
+    again = prompt_playground_frame(pipe, "a green 4 moving down", 3, 4.0, seed=2)
+    assert torch.equal(again.video, f.video)
+    bad = prompt_playground_frame(pipe, "a zebra", 3, 4.0)
+    assert bad.video is None and "zebra" in bad.error
+    draw_playground_frame(f, plt.figure())
+    draw_playground_frame(bad, plt.figure())
+    w = prompt_playground(pipe, judge)
+    w.children[0].value = "a red 1 moving up"
+    w.children[0].value = "a zebra"  # shown, not raised
+    plt.close("all")
+
+
+def test_save_gif_rejects_bad_paths(tmp_path):
+    from minidiff.viz import save_gif
+
+    v = torch.zeros(1, 3, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"end in \.gif"):
+        save_gif(v, str(tmp_path / "x.png"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save_gif(v, str(tmp_path / "missing" / "x.gif"))
+    with pytest.raises(ValueError, match=r"videos \(B, C, T, H, W\)"):
+        save_gif(torch.zeros(3, 4), str(tmp_path / "x.gif"))
