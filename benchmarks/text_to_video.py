@@ -116,7 +116,7 @@ def measure_digit_loss(judge, threads: int) -> None:
     """Judge real videos, their reconstructions, and regenerations from the real latent noised to t."""
     from minidiff.data import caption_index, caption_table, moving_digits
     from minidiff.eval import judge_videos
-    from minidiff.flow import euler_timesteps
+    from minidiff.flow import euler_sample, euler_timesteps
     from minidiff.models.vae import encode_videos
 
     pipe = _pipe()
@@ -132,11 +132,8 @@ def measure_digit_loss(judge, threads: int) -> None:
     for t_start in NOISE_LEVELS:  # start the same sampler at the grid point nearest t_start, from the real latent
         i0 = int((grid - t_start).abs().argmin())
         t0 = float(grid[i0])
-        x = (1 - t0) * latents + t0 * noise
-        for i in range(i0, len(grid) - 1):
-            t_cur, t_next = float(grid[i]), float(grid[i + 1])
-            v = model(x, torch.full((len(x),), t_cur), txt=txt, y_vec=y_vec)
-            x = x + (t_next - t_cur) * v
+        x = euler_sample(model, latents.shape, cond={"txt": txt, "y_vec": y_vec},
+                         noise=(1 - t0) * latents + t0 * noise, timesteps=grid[i0:], progress=False)
         rows[f"regenerated from t={t0:.2f}"] = pipe.decode(x)
     for name, videos in rows.items():
         acc = judge_videos(videos, judge, *target).accuracy

@@ -109,16 +109,26 @@ def euler_sample(
     trajectory: bool | int = False,
     progress: bool = True,
     shift: float = 1.0,
+    timesteps: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Integrate dx/dt = v_theta(x, t) from t = 1 (noise) to t = 0 (data) with Euler steps on `euler_timesteps`:
     x <- x + (t_next - t_cur) * model(x, t_cur, **cond).
 
     The signature is shared with `ddpm.p_sample_loop` and `ddim.ddim_sample`; `noise` is the starting x_1. With
     `trajectory`, also returns [TrajectoryStep(t, x_t, x0_hat = x_t - t v), ...] at the grid points, ending at t = 0.
+    `timesteps` (a decreasing grid in [0, 1], e.g. the tail of `euler_timesteps`) replaces steps/shift; `noise` is then
+    the starting x at timesteps[0] — a partly noised latent starts the sampler part-way (SDEdit-style).
     """
     from tqdm.auto import tqdm
 
-    ts = euler_timesteps(steps, shift)
+    if timesteps is None:
+        ts = euler_timesteps(steps, shift)
+    else:
+        ts = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
+        if len(ts) < 2 or not bool((ts[1:] < ts[:-1]).all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
+            raise ValueError("timesteps must be a decreasing grid of at least 2 points in [0, 1], got "
+                             f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
+        steps = len(ts) - 1
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device)
     x = initial_noise(shape, noise, generator, device)

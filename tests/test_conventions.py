@@ -145,3 +145,25 @@ def test_every_config_round_trips_through_json():
         assert back == cfg, type(cfg).__name__
     with pytest.raises(TypeError, match="no field"):
         DiTConfig.from_dict({"hidden": 3})
+
+
+def test_euler_sample_can_start_part_way_on_the_tail_of_its_grid():
+    """timesteps = the tail of euler_timesteps starts the sampler from a partly noised x (benchmarks' digit-loss)."""
+    from minidiff import flow
+
+    def model(x, t):
+        return torch.tanh(x) * t.reshape(-1, 1, 1, 1)
+
+    grid = flow.euler_timesteps(10, 1.5)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    full = flow.euler_sample(model, x.shape, steps=10, shift=1.5, noise=x, progress=False)
+    assert torch.equal(flow.euler_sample(model, x.shape, noise=x, timesteps=grid, progress=False), full)
+    by_hand = x.clone()
+    for i in range(4, 10):
+        t_cur, t_next = float(grid[i]), float(grid[i + 1])
+        by_hand = by_hand + (t_next - t_cur) * model(by_hand, torch.full((3,), t_cur))
+    tail = flow.euler_sample(model, x.shape, noise=x, timesteps=grid[4:], progress=False)
+    torch.testing.assert_close(tail, by_hand)
+    for bad in ([0.5], [0.2, 0.6], [1.5, 0.0]):
+        with pytest.raises(ValueError, match="decreasing grid of at least 2 points in"):
+            flow.euler_sample(model, x.shape, noise=x, timesteps=torch.tensor(bad), progress=False)
