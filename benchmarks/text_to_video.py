@@ -57,25 +57,18 @@ def _pipe():
 
 
 def _adherence(pipe, judge, split: str, samples: int, steps: int | None = None, cfg: float | None = None) -> dict:
-    from minidiff.data import caption_attributes, caption_table
-    from minidiff.eval import judge_videos, split_captions
+    """eval.prompt_adherence `samples` times (seeds 0, 1000, ...), pooled: every split has the same captions in each
+    sample, so the pooled accuracies are the means."""
+    from minidiff.eval import prompt_adherence
 
-    idx = split_captions(split)
-    table = caption_table()
-    videos, seconds = [], 0.0
-    for s in range(samples):
-        for k, chunk in enumerate(idx.split(60)):
-            t0 = time.perf_counter()
-            videos.append(pipe([table[i] for i in chunk.tolist()], steps=steps, cfg_scale=cfg, seed=1000 * s + k))
-            seconds += time.perf_counter() - t0
-    all_idx = idx.repeat(samples)
-    d, c, m = caption_attributes(all_idx)
-    j = judge_videos(torch.cat(videos), judge, d, c, m)
-    acc = j.accuracy
-    by_class = {str(k): round(float((j.digits[d == k] == k).float().mean()), 3) for k in range(10) if (d == k).any()}
-    p = acc["all_three"]
-    return {**acc, "n_videos": len(all_idx), "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / len(all_idx)), 4),
-            "seconds_per_video": round(seconds / len(all_idx), 4), "digit_by_class": by_class}
+    runs = [prompt_adherence(pipe, judge, split, steps=steps, cfg_scale=cfg, seed=1000 * s) for s in range(samples)]
+    n = sum(r["n_videos"] for r in runs)
+    pooled = {k: round(sum(r[k] for r in runs) / samples, 4) for k in ("digit", "colour", "direction", "all_three")}
+    p = pooled["all_three"]
+    by_class = {k: round(sum(r["digit_by_class"][k] for r in runs) / samples, 3) for k in runs[0]["digit_by_class"]}
+    return {**pooled, "n_videos": n, "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / n), 4),
+            "seconds_per_video": round(sum(r["seconds_per_video"] for r in runs) / samples, 4),
+            "digit_by_class": by_class}
 
 
 def measure_adherence(judge, samples: int, threads: int, record_in_card: bool) -> None:

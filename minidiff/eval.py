@@ -230,8 +230,10 @@ def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_p
     """Prompt adherence of a text-to-video generator over every caption of a split, read by the video judge.
 
     generate(prompts, steps=, cfg_scale=, seed=) -> videos (e.g. a pipeline.TextToVideo); each batch gets its own
-    seed (seed, seed + 1, ...). Returns the judge's accuracy per attribute and "all_three", the number of videos and
-    the seconds per video (generation only)."""
+    seed (seed, seed + 1, ...). Returns the judge's accuracy per attribute and "all_three", the number of videos,
+    "std_error" (binomial, of all_three), the digit accuracy per digit asked for ("digit_by_class") and the seconds
+    per video (generation only)."""
+    import math
     import time
 
     from .data import caption_attributes, caption_table
@@ -244,5 +246,9 @@ def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_p
         videos.append(generate([table[i] for i in chunk.tolist()], steps=steps, cfg_scale=cfg_scale, seed=seed + k))
         seconds += time.perf_counter() - t0
     d, c, m = caption_attributes(idx)
-    acc = judge_videos(torch.cat(videos), judge, d, c, m).accuracy
-    return {**acc, "n_videos": len(idx), "seconds_per_video": round(seconds / len(idx), 4)}
+    judged = judge_videos(torch.cat(videos), judge, d, c, m)
+    acc, p = judged.accuracy, judged.accuracy["all_three"]
+    by_class = {str(k): round(float((judged.digits[d == k] == k).float().mean()), 3) for k in range(10)
+                if (d == k).any()}
+    return {**acc, "n_videos": len(idx), "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / len(idx)), 4),
+            "seconds_per_video": round(seconds / len(idx), 4), "digit_by_class": by_class}
