@@ -5,6 +5,12 @@ For a decreasing sub-sequence of timesteps t > s (s = the next one, or "before 0
     sigma  = eta * sqrt((1 - \bar\alpha_s) / (1 - \bar\alpha_t)) * sqrt(1 - \bar\alpha_t / \bar\alpha_s)
     x_s    = sqrt(\bar\alpha_s) x0_hat + sqrt(1 - \bar\alpha_s - sigma^2) eps + sigma z
 eta = 0 is deterministic (an ODE solver in disguise); eta = 1 on the full sequence is DDPM's ancestral sampler.
+
+Clipping. With clip_denoised, x0_hat is clipped to [-1, 1] and eps is re-derived from the clipped x0_hat,
+    eps' = (x_t - sqrt(\bar\alpha_t) clip(x0_hat)) / sqrt(1 - \bar\alpha_t),
+so that x0_hat and eps still add up to x_t. Keeping the model's own eps instead (`use_clipped_model_output=False`,
+diffusers' DDIMScheduler default) adds sqrt(\bar\alpha_s) (clip(x0_hat) - x0_hat) on every step, an error that does
+not shrink with the step size: with 1,000 steps DDIM then gets worse, not better (lesson 03 measures it).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .ddpm import predict_x0_from_eps
+from .ddpm import predict_eps_from_x0, predict_x0_from_eps
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 from .schedules import NoiseSchedule
 
@@ -54,8 +60,13 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     clip_denoised: bool = True,
+    use_clipped_model_output: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM update x_t -> x_{t_prev} (t_prev = -1 means "the clean image"). Returns (x_prev, x0_hat)."""
+    """One DDIM update x_t -> x_{t_prev} (t_prev = -1 means "the clean image"). Returns (x_prev, x0_hat).
+
+    clip_denoised clips x0_hat to [-1, 1]; use_clipped_model_output (named as in diffusers' `DDIMScheduler.step`)
+    then re-derives eps from the clipped x0_hat (our default; False = diffusers' default, which keeps the model's
+    eps and does not converge with more steps, see the module docstring)."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0 = DDIM, 1 = DDPM-like), got {eta}")
     if not -1 <= t_prev < t:
@@ -64,6 +75,8 @@ def ddim_step(
     x0_hat = predict_x0_from_eps(schedule, xt, _full(xt, t), eps)
     if clip_denoised:
         x0_hat = x0_hat.clamp(-1, 1)
+        if use_clipped_model_output:
+            eps = predict_eps_from_x0(schedule, xt, _full(xt, t), x0_hat)
     sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
     x_prev = a_s.sqrt().to(xt.dtype) * x0_hat + (1 - a_s - sigma**2).clamp(min=0).sqrt().to(xt.dtype) * eps
     if eta > 0:
@@ -93,11 +106,12 @@ def ddim_sample(
     eta: float = 0.0,
     timesteps: Sequence[int] | None = None,
     clip_denoised: bool = True,
+    use_clipped_model_output: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Sample with DDIM over `timesteps` (default: `ddim_timesteps(T, steps)`), starting from `noise` (x_T) or fresh
     noise from the CPU `generator`. model(x_t, t, **cond) predicts eps. The signature is shared with
     `ddpm.p_sample_loop` and `flow.euler_sample`; `trajectory` returns [TrajectoryStep(t, x_t, x0_hat), ...] too,
-    ending at t = -1 (the clean sample)."""
+    ending at t = -1 (the clean sample). clip_denoised / use_clipped_model_output: see `ddim_step`."""
     from tqdm.auto import tqdm
 
     ts = check_timesteps(timesteps if timesteps is not None else ddim_timesteps(schedule.T, steps), schedule.T)
@@ -110,7 +124,8 @@ def ddim_sample(
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         z = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         eps = model(x, _full(x, t), **cond).float()
-        x_prev, x0_hat = ddim_step(schedule, eps, x, t, t_prev, eta, z, clip_denoised)
+        x_prev, x0_hat = ddim_step(schedule, eps, x, t, t_prev, eta, z, clip_denoised,
+                                  use_clipped_model_output)
         record.add(i, t, x, x0_hat)
         x = x_prev
     return (x, record.finish(-1, x)) if record else x

@@ -76,6 +76,15 @@ def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
     return ((xt - (1 - abar).sqrt().to(xt.dtype) * eps) / abar.sqrt().to(xt.dtype)).to(xt.dtype)
 
 
+def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    r"""The noise that, with x0, makes x_t:  eps = (x_t - sqrt(\bar\alpha_t) x0) / sqrt(1 - \bar\alpha_t).
+
+    The inverse of `predict_x0_from_eps` in its other argument; DDIM uses it to keep eps consistent with a clipped x0.
+    """
+    abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
+    return ((xt - abar.sqrt().to(xt.dtype) * x0) / (1 - abar).sqrt().to(xt.dtype)).to(xt.dtype)
+
+
 def q_posterior_mean_variance(
     schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,10 @@ def _f64_ref(ref, ours):
 @pytest.mark.parametrize("ours,theirs", [("linear", "linear"), ("cosine", "squaredcos_cap_v2")])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("steps", [10, 50])
-def test_ddim_steps_equal_diffusers(ours, theirs, eta, steps):
+@pytest.mark.parametrize("use_clipped_model_output", [False, True])
+def test_ddim_steps_equal_diffusers(ours, theirs, eta, steps, use_clipped_model_output):
+    """Both clipping variants equal diffusers' DDIMScheduler: keeping the model's eps (diffusers' default,
+    use_clipped_model_output=False) and re-deriving it from the clipped x0 (ours)."""
     from diffusers import DDIMScheduler
 
     ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule=theirs, beta_start=1e-4, beta_end=0.02,
@@ -31,10 +34,12 @@ def test_ddim_steps_equal_diffusers(ours, theirs, eta, steps):
     x = torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
     for i, t in enumerate(ts):  # step by step along the reference's own trajectory
         eps = torch.sin(3 * x) * 0.7 + 0.01 * t  # a fixed smooth "model"
-        out = ref.step(eps, t, x, eta=eta, generator=torch.Generator().manual_seed(i))
+        out = ref.step(eps, t, x, eta=eta, use_clipped_model_output=use_clipped_model_output,
+                       generator=torch.Generator().manual_seed(i))
         z = torch.randn(x.shape, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        mine, x0_hat = ddim.ddim_step(s, eps, x, t, t_prev, eta, z)
+        mine, x0_hat = ddim.ddim_step(s, eps, x, t, t_prev, eta, z,
+                                      use_clipped_model_output=use_clipped_model_output)
         torch.testing.assert_close(x0_hat, out.pred_original_sample, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(mine, out.prev_sample, atol=1e-5, rtol=1e-4)
         x = out.prev_sample
@@ -55,16 +60,55 @@ def test_inversion_then_sampling_reconstructs_with_the_shipped_model():
     assert abs(z.std().item() - 1) < 0.35  # the inverted latent looks like noise
 
 
-def test_ddim_eta1_full_sequence_is_ancestral():
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_eta1_full_sequence_is_ancestral(clip):
     from minidiff import ddpm
 
     s = make_schedule("linear", 1000)
     g = torch.Generator().manual_seed(0)
-    xt, eps, z = (torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
-    # without clipping, DDIM with eta = 1 between neighbouring steps is exactly DDPM's ancestral step
-    a, _ = ddim.ddim_step(s, eps, xt, 500, 499, eta=1.0, noise=z, clip_denoised=False)
-    b, _ = ddpm.p_sample(s, eps, xt, 500, z, clip_denoised=False)
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    xt, eps, z = (torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64) * 3 for _ in range(3))
+    for t in (999, 500, 1):  # big inputs: with clip=True, x0_hat is clipped at every one of these steps
+        # DDIM with eta = 1 between neighbouring steps is exactly DDPM's ancestral step, with or without clipping
+        # (with clipping because eps is re-derived from the clipped x0_hat, as the posterior mean uses it)
+        a, x0a = ddim.ddim_step(s, eps, xt, t, t - 1, eta=1.0, noise=z, clip_denoised=clip)
+        b, x0b = ddpm.p_sample(s, eps, xt, t, z, clip_denoised=clip)
+        # (p_sample's posterior coefficients are float32: near t = 0 they round to ~1e-4 of the result)
+        torch.testing.assert_close(a, b, atol=2e-3 if t < 10 else 1e-5, rtol=1e-4)
+        if clip:
+            assert (x0a.abs() == 1).any()
+            keep, _ = ddim.ddim_step(s, eps, xt, t, t - 1, eta=1.0, noise=z, use_clipped_model_output=False)
+            assert (keep - b).abs().max() > 1e-2  # diffusers' default is not the ancestral step once it clips
+
+
+def _ddim_quality(model, s, judge, steps, use_clipped_model_output=True):
+    y = torch.arange(10)
+    noise = torch.randn((10, 1, 16, 16), generator=torch.Generator().manual_seed(0))
+    x = ddim.ddim_sample(model, s, noise.shape, steps=steps, cond={"y": y}, noise=noise, progress=False,
+                         use_clipped_model_output=use_clipped_model_output)
+    with torch.no_grad():
+        logp = judge(x.clamp(-1, 1)).log_softmax(-1)[torch.arange(10), y]
+    return x, logp
+
+
+def _not_worse(x_many, lp_many, x_few, lp_few) -> bool:
+    """DDIM with many steps converges towards the ODE's solution: its samples stay close to the few-step ones from
+    the same noise and the judge's log-probability of the requested digit drops by less than 3 standard errors
+    (paired over the 10 samples)."""
+    d = lp_many - lp_few
+    return bool((x_many - x_few).pow(2).mean().sqrt() < 0.1 and d.mean() > -3 * d.std() / len(d) ** 0.5 - 0.05)
+
+
+def test_ddim_1000_steps_is_not_worse_than_50_on_the_shipped_model():
+    from minidiff.pretrained import load_pretrained
+
+    model, card = load_pretrained("ddpm-digits")
+    judge, _ = load_pretrained("digit-classifier")
+    s = make_schedule(card["recipe_config"]["schedule"], card["recipe_config"]["T"])
+    few = _ddim_quality(model, s, judge, 50)
+    assert _not_worse(*_ddim_quality(model, s, judge, 1000), *few)
+    # the same check catches diffusers' default (keep the model's eps after clipping), which drifts with more steps
+    assert not _not_worse(*_ddim_quality(model, s, judge, 1000, use_clipped_model_output=False),
+                          *_ddim_quality(model, s, judge, 50, use_clipped_model_output=False))
 
 
 def test_ddim_bad_inputs():
