@@ -4,8 +4,10 @@ Fréchet distance between two sets of features with means mu_1, mu_2 and covaria
     d^2 = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2})
 computed in the classifier's penultimate (128-d) features.
 `frechet` = distance between N generated digits and the held-out real reference digits (never used to train a
-generator); `frechet_floor` = the distance between N *real* training-split digits and that same reference: what a
-perfect generator (or one that memorised its training set) scores.
+generator, nor the judge); `frechet_floor` = the distance between N *real* training-split digits with the same class
+counts and that same reference: what a perfect generator (or one that memorised its training set) scores, averaged
+over 20 random draws, with its spread. The distance depends on N (roughly 16 + 6,900 / N for these digits: the
+covariance of a small set is noisy), so compare two numbers only at equal N, and only beyond their spreads.
 """
 
 from __future__ import annotations
@@ -81,30 +83,54 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
+def frechet_floor(classifier: DigitClassifier, labels: torch.Tensor, draws: int = 20, seed: int = 0,
+                  f_ref: np.ndarray | None = None) -> list[float]:
+    """The real-vs-real floor for a sample set with these `labels`: `draws` times, pick real train-split digits with
+    exactly the class counts of `labels` (without replacement) and measure their Fréchet distance to the reference
+    split. Returns the `draws` distances (their mean is the floor, their spread its noise at this N)."""
+    from .data import load_digits
+
+    real, y_real = load_digits(16, split="train")
+    counts = torch.bincount(labels.cpu(), minlength=10)
+    avail = torch.bincount(y_real, minlength=10)
+    if len(counts) > 10 or (counts > avail).any():
+        k = int((counts[:10] > avail).nonzero()[0]) if (counts[:10] > avail).any() else None
+        raise ValueError("labels must be digits 0-9" if k is None else
+                         f"the floor needs {int(counts[k])} real train-split digits of class {k}, only "
+                         f"{int(avail[k])} exist: use at most {int(avail.min())} samples per class")
+    if f_ref is None:
+        f_ref = features(classifier, load_digits(16, split="reference")[0])
+    f_real = features(classifier, real)
+    pools = [(y_real == k).nonzero().squeeze(1) for k in range(10)]
+    out = []
+    for d in range(draws):
+        g = torch.Generator().manual_seed(seed + d)
+        pick = torch.cat([pool[torch.randperm(len(pool), generator=g)[:int(c)]]
+                          for pool, c in zip(pools, counts, strict=True)])
+        out.append(frechet_distance(f_real[pick.numpy()], f_ref))
+    return out
+
+
 def evaluate_digits(classifier: DigitClassifier, samples: torch.Tensor, labels: torch.Tensor,
-                    floor_repeats: int = 5) -> dict:
-    """class_accuracy, frechet (samples vs the held-out reference digits) and frechet_floor (N real training-split
-    digits vs the same reference, averaged over `floor_repeats` random subsets; their min and max are reported too,
-    since at small N the distance itself is noisy). Both distances use N = len(samples) (at most 899).
+                    floor_draws: int = 20) -> dict:
+    """class_accuracy, frechet (samples vs the held-out reference digits) and the floor at the same N and class
+    counts (`frechet_floor`: mean over `floor_draws` draws of real train-split digits, `frechet_floor_std`: their
+    standard deviation). The judge must not have been trained on the reference split (the shipped one is not).
     """
     from .data import load_digits
 
+    if samples.shape[0] != labels.shape[0]:
+        raise ValueError(f"{samples.shape[0]} samples but {labels.shape[0]} labels")
     ref, _ = load_digits(16, split="reference")
-    real, _ = load_digits(16, split="train")
-    n = samples.shape[0]
-    if n > len(real):
-        raise ValueError(f"at most {len(real)} samples can be compared with the real floor, got {n}")
     f_ref = features(classifier, ref)
-    f_gen = features(classifier, samples.clamp(-1, 1))
-    f_real = features(classifier, real)
-    floors = [frechet_distance(f_real[torch.randperm(len(real), generator=torch.Generator().manual_seed(s))[:n]],
-                               f_ref) for s in range(floor_repeats)]
+    floors = frechet_floor(classifier, labels, floor_draws, f_ref=f_ref)
     return {
         "class_accuracy": round(class_accuracy(classifier, samples.clamp(-1, 1), labels), 4),
-        "frechet": round(frechet_distance(f_gen, f_ref), 3),
+        "frechet": round(frechet_distance(features(classifier, samples.clamp(-1, 1)), f_ref), 3),
         "frechet_floor": round(float(np.mean(floors)), 3),
-        "frechet_floor_range": [round(min(floors), 3), round(max(floors), 3)],
-        "n_samples": n,
+        "frechet_floor_std": round(float(np.std(floors, ddof=1)), 3) if len(floors) > 1 else 0.0,
+        "floor_draws": len(floors),
+        "n_samples": samples.shape[0],
         "n_reference": len(ref),
     }
 
