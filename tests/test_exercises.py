@@ -166,6 +166,15 @@ CASES.update({
             (lambda s, e, x, t, tp, eta, z: x - e, "x_prev = sqrt"),
         ],
     ),
+    "clipped_eps": (
+        ex.check_clipped_eps,
+        lambda s, x, t, x0: ddpm.predict_eps_from_x0(s, x, torch.full((x.shape[0],), t), x0),
+        [
+            (lambda s, x, t, x0: (x - s.alphas[t].sqrt() * x0) / (1 - s.alphas[t]).sqrt(), "not alphas"),
+            (lambda s, x, t, x0: (x - s.alphas_cumprod[t].sqrt() * x0) / s.alphas_cumprod[t].sqrt(), "add up to x_t"),
+            (lambda s, x, t, x0: x - x0, "add up to x_t"),
+        ],
+    ),
     "ddim_timesteps": (
         ex.check_ddim_timesteps,
         ddim.ddim_timesteps,

@@ -25,7 +25,7 @@ from .build import (
 )
 from .lesson01 import check_closed_form_coefficients, check_forward_step, check_linear_schedule, check_q_sample
 from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0
-from .lesson03 import check_ddim_step, check_ddim_timesteps, check_slerp
+from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_slerp
 from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_velocity_loss
 from .lesson05 import check_cfg_combine, check_modulate, check_patchify, check_unpatchify
 from .lesson06 import check_causal_pad, check_kl_divergence, check_reparameterize
@@ -59,6 +59,7 @@ __all__ = [
     "check_ancestral_step",
     "check_predict_x0",
     "check_ddim_step",
+    "check_clipped_eps",
     "check_ddim_timesteps",
     "check_slerp",
     "check_velocity_loss",

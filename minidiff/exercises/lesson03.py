@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from .. import ddim, schedules
+from .. import ddim, ddpm, schedules
 from ._common import CheckFailed, as_tensor, call, close, ok
 
 
@@ -34,6 +34,30 @@ def check_ddim_step(fn: Callable) -> None:
                         "direction becomes sqrt(1 - abar_prev - sigma^2) and sigma * noise is added")
             raise CheckFailed(f"{name}: wrong result for t={t}, t_prev={tp}, eta={eta}. Hint: {hint}.")
     ok(name, f"correct for (t, t_prev, eta) in {cases}")
+
+
+def check_clipped_eps(fn: Callable) -> None:
+    """fn(schedule, xt, t, x0) -> the eps that, with x0, makes x_t: (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)."""
+    name = "consistent_eps"
+    s = schedules.make_schedule("cosine", 1000)
+    g = torch.Generator().manual_seed(23)
+    for t in (999, 600, 200, 5):
+        xt = torch.randn(3, 1, 8, 8, generator=g).double() * 1.5
+        x0 = (torch.randn(xt.shape, generator=g).double() * 1.5).clamp(-1, 1)  # a clipped x0_hat
+        got = as_tensor(call(fn, name, s, xt.clone(), t, x0.clone()), name, xt.shape)
+        tt = torch.full((3,), t, dtype=torch.long)
+        want = ddpm.predict_eps_from_x0(s, xt, tt, x0)
+        if not close(got, want, atol=1e-4, rtol=1e-3):
+            abar = s.alphas_cumprod[t].double()
+            if close(abar.sqrt() * x0 + (1 - abar).sqrt() * got, xt, atol=1e-3, rtol=1e-3):
+                hint = "use the schedule's float64 values; the formula is right but the numbers are off"
+            elif close(got, (xt - s.alphas[t].double().sqrt() * x0) / (1 - s.alphas[t].double()).sqrt()):
+                hint = "use alphas_cumprod (abar_t), not alphas"
+            else:
+                hint = ("x0 and eps must add up to x_t again: sqrt(abar_t) * x0 + sqrt(1 - abar_t) * eps = x_t; "
+                        "solve it for eps")
+            raise CheckFailed(f"{name}: wrong eps at t={t}. Hint: {hint}.")
+    ok(name, "sqrt(abar_t) x0 + sqrt(1 - abar_t) eps gives back x_t at t = 999, 600, 200, 5")
 
 
 def check_ddim_timesteps(fn: Callable) -> None:
