@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 "frechet_floor_std", "n_samples", "seeds", "seconds_per_sample")
         guided = f", cfg {first['cfg_scale']:g}" if "cfg_scale" in first else ", no guidance"
         update_card(a.model, {"metrics": {**{k: first[k] for k in keys}, "source": "benchmarks/image_quality.py "
-                    f"({first['sampler']}, {first['steps']} steps{guided}, seeds 0-{a.seeds - 1}), {first['date']}"}})
+                    f"({first['sampler']}, {first['steps']} steps{guided}, "
+                    f"{'seed 0' if a.seeds == 1 else f'seeds 0-{a.seeds - 1}'}), {first['date']}"}})
     return 0
 
 
