@@ -5,7 +5,7 @@ usage: python benchmarks/image_quality.py [--model ddpm-digits] [--sampler ddpm|
                                          [--root data/pretrained] [--label NAME] [--n 500] [--threads 2]
                                          [--record-in-card]
        python benchmarks/image_quality.py --floors [--n 100 200 500 700]
-       python benchmarks/image_quality.py --all     # the table the lessons show (COURSE_TABLE; about 75 min, 2 threads)
+       python benchmarks/image_quality.py --all     # the table the lessons show (COURSE_TABLE; about 1 h, 2 threads)
 Appends records to benchmarks/results/image_quality.json:
   {"model", "sampler", "steps", "class_accuracy", "class_accuracy_std", "frechet", "frechet_std", "frechet_by_seed",
    "class_accuracy_by_seed", "seeds", "frechet_floor", "frechet_floor_std", "floor_draws", "n_samples",
