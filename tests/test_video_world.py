@@ -72,9 +72,12 @@ def test_bad_arguments_are_clear_errors():
 def test_judge_reads_real_videos_correctly(judge, split):
     md = moving_digits(1000, seed=11, split=split)
     acc = judge_videos(md.videos, judge, md.digits, md.colours, md.directions).accuracy
-    # measured: train 0.996 / 1 / 1, heldout 0.9995 / 1 / 1 (2,000 videos, seed 1)
-    assert acc["digit"] >= 0.99 and acc["colour"] >= 0.99 and acc["direction"] >= 0.99, acc
-    assert acc["all_three"] >= 0.99
+    # measured with the judge trained on the digits' train split only (2026-12-01, 5,000 videos, seed 100): digit
+    # train 0.993, heldout 0.980 (held-out videos use glyphs from the reference split, which the judge never saw);
+    # colour and direction 1.000. The bounds sit about 3 standard errors (n = 1,000) below those figures.
+    low = 0.98 if split == "train" else 0.965
+    assert acc["digit"] >= low and acc["colour"] >= 0.99 and acc["direction"] >= 0.99, acc
+    assert acc["all_three"] >= low
 
 
 def test_judge_rejects_mismatched_prompts(judge):
