@@ -81,6 +81,8 @@ def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
 
     The inverse of `predict_x0_from_eps` in its other argument; DDIM uses it to keep eps consistent with a clipped x0.
     """
+    if x0.shape != xt.shape:
+        raise ValueError(f"x0 {tuple(x0.shape)} and x_t {tuple(xt.shape)} must have the same shape")
     abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
     return ((xt - abar.sqrt().to(xt.dtype) * x0) / (1 - abar).sqrt().to(xt.dtype)).to(xt.dtype)
 

@@ -91,13 +91,19 @@ def frechet_floor(classifier: DigitClassifier, labels: torch.Tensor, draws: int 
     split. Returns the `draws` distances (their mean is the floor, their spread its noise at this N)."""
     from .data import load_digits
 
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be a 1-D integer tensor of digits, got {type(labels).__name__} "
+                         f"{tuple(getattr(labels, 'shape', ()))}")
+    if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) > 9:
+        raise ValueError("labels must be digits 0-9 (and at least one)")
+    if draws < 2:
+        raise ValueError(f"draws must be at least 2 (the floor's spread needs two), got {draws}")
     real, y_real = load_digits(16, split="train")
     counts = torch.bincount(labels.cpu(), minlength=10)
     avail = torch.bincount(y_real, minlength=10)
-    if len(counts) > 10 or (counts > avail).any():
-        k = int((counts[:10] > avail).nonzero()[0]) if (counts[:10] > avail).any() else None
-        raise ValueError("labels must be digits 0-9" if k is None else
-                         f"the floor needs {int(counts[k])} real train-split digits of class {k}, only "
+    if (counts > avail).any():
+        k = int((counts > avail).nonzero()[0])
+        raise ValueError(f"the floor needs {int(counts[k])} real train-split digits of class {k}, only "
                          f"{int(avail[k])} exist: use at most {int(avail.min())} samples per class")
     if f_ref is None:
         f_ref = features(classifier, load_digits(16, split="reference")[0])
@@ -110,6 +116,15 @@ def frechet_floor(classifier: DigitClassifier, labels: torch.Tensor, draws: int 
                           for pool, c in zip(pools, counts, strict=True)])
         out.append(frechet_distance(f_real[pick.numpy()], f_ref))
     return out
+
+
+def with_spread(record: dict, key: str, digits: int = 3) -> str:
+    """A benchmark record's `key` as "mean ± std" over its sampling runs, or "mean (1 run)" when the record has no
+    spread of its own (`key + "_std"` is None): the way lessons 03-05 print image_quality.json."""
+    if key not in record:
+        raise KeyError(f"the record has no {key!r}; it has {sorted(record)}")
+    sd = record.get(key + "_std")
+    return f"{record[key]:.{digits}f} ± {sd:.{digits}f}" if sd is not None else f"{record[key]:.{digits}f} (1 run)"
 
 
 def evaluate_digits(classifier: DigitClassifier, samples: torch.Tensor, labels: torch.Tensor,

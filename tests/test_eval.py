@@ -98,6 +98,21 @@ def test_the_floor_matches_class_counts_and_n():
         frechet_floor(judge, torch.zeros(200, dtype=torch.long))
     with pytest.raises(ValueError, match="labels"):
         evaluate_digits(judge, torch.zeros(3, 1, 16, 16), torch.zeros(4, dtype=torch.long))
+    for bad in (torch.tensor([3, 10]), torch.tensor([-1, 2]), torch.zeros(4), torch.zeros(2, 2, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long)):
+        with pytest.raises(ValueError, match="labels must be"):
+            frechet_floor(judge, bad)
+    with pytest.raises(ValueError, match="draws"):
+        frechet_floor(judge, torch.arange(10), draws=1)
+
+
+def test_with_spread_formats_one_run_without_a_spread():
+    from minidiff.eval import with_spread
+
+    assert with_spread({"frechet": 52.1, "frechet_std": 5.3}, "frechet", 1) == "52.1 ± 5.3"
+    assert with_spread({"frechet": 47.1, "frechet_std": None}, "frechet", 1) == "47.1 (1 run)"
+    with pytest.raises(KeyError, match="no 'fid'"):
+        with_spread({"frechet": 1.0}, "fid")
 
 
 def test_the_judge_recipe_never_sees_the_reference_split(monkeypatch):
