@@ -10,6 +10,7 @@ Exit codes: 0 written, 2 bad input (unknown word, empty prompt, bad option), 1 a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -38,8 +39,12 @@ def generate(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps <= 0:
         print(f"minidiff: error: --steps must be a positive integer, got {args.steps}", file=sys.stderr)
         return 2
-    if args.cfg is not None and args.cfg < 0:
-        print(f"minidiff: error: --cfg must be >= 0 (1 = no guidance), got {args.cfg}", file=sys.stderr)
+    if args.cfg is not None and not (math.isfinite(args.cfg) and args.cfg >= 0):
+        print(f"minidiff: error: --cfg must be a finite number >= 0 (1 = no guidance), got {args.cfg}",
+              file=sys.stderr)
+        return 2
+    if not 1 <= args.fps <= 50:
+        print(f"minidiff: error: --fps must be an integer from 1 to 50, got {args.fps}", file=sys.stderr)
         return 2
     if not args.output.lower().endswith(".gif"):
         print(f"minidiff: error: the output must be a .gif file, got {args.output!r}", file=sys.stderr)

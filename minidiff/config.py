@@ -19,6 +19,38 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
+_SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_field(cls: type, name: str, value: Any, annotation: Any) -> None:
+    """A TypeError naming the field when a JSON value has the wrong type for its annotation (e.g. "128" for an int):
+    otherwise the model would fail later, deep inside torch."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    parts = [p.strip() for p in text.split("|")]
+    if value is None:
+        if "None" not in parts:
+            raise TypeError(f"{cls.__name__}.{name} must not be null")
+        return
+    base = [p for p in parts if p != "None"]
+    if len(base) != 1:
+        return
+    base = base[0]
+    head = base.split("[", 1)[0]
+    if head in _SIMPLE:
+        ok = isinstance(value, _SIMPLE[head]) and (head == "bool" or not isinstance(value, bool))
+        want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[head]
+    elif head in ("tuple", "list"):
+        ok, want = isinstance(value, (list, tuple)), "a list"
+        inner = base[len(head) + 1:-1].split(",")[0].strip() if "[" in base else ""
+        if ok and inner in _SIMPLE:
+            ok = all(isinstance(v, _SIMPLE[inner]) and not isinstance(v, bool) for v in value)
+            want = f"a list of {inner}s"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"{cls.__name__}.{name} must be {want} ({base}), got {type(value).__name__} {value!r:.60}")
+
+
 @dataclasses.dataclass
 class Config:
     """Subclass with @dataclass; tuples become JSON lists and come back as tuples, nested configs nest."""
@@ -43,7 +75,9 @@ class Config:
             default = _default(fields[name])
             if isinstance(default, Config) and isinstance(v, dict):
                 v = type(default).from_dict(v)
-            elif isinstance(default, tuple) and isinstance(v, list):
-                v = tuple(v)
+            else:
+                _check_field(cls, name, v, fields[name].type)
+                if isinstance(default, tuple) and isinstance(v, list):
+                    v = tuple(v)
             kwargs[name] = v
         return cls(**kwargs)

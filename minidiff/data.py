@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .utils import check_int
+
 DIGIT_SIZES = (8, 16, 32)
 DIGIT_SPLITS = ("all", "train", "reference")
 
@@ -159,12 +161,22 @@ class MovingDigits:
 
 def caption(digit: int, colour: int, direction: int) -> str:
     """The caption grammar: "a <colour> <digit> moving <direction>", e.g. "a red 3 moving left"."""
+    digit = check_int("digit", digit, 0, 9)
+    colour = check_int("colour", colour, 0, len(COLOUR_NAMES) - 1)
+    direction = check_int("direction", direction, 0, len(DIRECTION_NAMES) - 1)
     return f"a {COLOUR_NAMES[colour]} {digit} moving {DIRECTION_NAMES[direction]}"
 
 
 def caption_index(digits: torch.Tensor, colours: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """The index of each (digit, colour, direction) among all captions, ordered digit, then colour, then direction:
     digit * 24 + colour * 4 + direction (caption_table lists them in this order)."""
+    for name, v, n in (("digits", digits, 10), ("colours", colours, len(COLOUR_NAMES)),
+                       ("directions", directions, len(DIRECTION_NAMES))):
+        if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
+            raise ValueError(f"{name} must be an integer tensor, got "
+                             f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}")
+        if v.numel() and (int(v.min()) < 0 or int(v.max()) >= n):
+            raise ValueError(f"{name} must lie in 0..{n - 1}, got values {int(v.min())}..{int(v.max())}")
     return (digits * len(COLOUR_NAMES) + colours) * len(DIRECTION_NAMES) + directions
 
 

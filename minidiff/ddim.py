@@ -22,6 +22,7 @@ import torch
 from .ddpm import predict_eps_from_x0, predict_x0_from_eps
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 from .schedules import NoiseSchedule
+from .utils import check_float_tensor, check_int, check_number, check_shape
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -36,7 +37,11 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
 
 def check_timesteps(timesteps: Sequence[int], T: int) -> list[int]:
     """Validate a sampling sequence: integers in 0..T-1, strictly decreasing, non-empty."""
-    ts = [int(t) for t in timesteps]
+    if isinstance(timesteps, torch.Tensor):
+        timesteps = timesteps.tolist()
+    if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__"):
+        raise ValueError(f"timesteps must be a sequence of integers, got {type(timesteps).__name__}")
+    ts = [check_int(f"timesteps[{i}]", t) for i, t in enumerate(timesteps)]
     if not ts:
         raise ValueError("the timestep sequence is empty")
     bad = [t for t in ts if not 0 <= t < T]
@@ -67,8 +72,9 @@ def ddim_step(
     clip_denoised clips x0_hat to [-1, 1]; use_clipped_model_output (named as in diffusers' `DDIMScheduler.step`)
     then re-derives eps from the clipped x0_hat (our default; False = diffusers' default, which keeps the model's
     eps and does not converge with more steps, see the module docstring)."""
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0 = DDIM, 1 = DDPM-like), got {eta}")
+    eta = check_number("eta", eta, 0.0, 1.0)  # 0 = DDIM, 1 = DDPM-like
+    t = check_int("t", t, 0, schedule.T - 1)
+    t_prev = check_int("t_prev", t_prev, -1, schedule.T - 1)
     if not -1 <= t_prev < t:
         raise ValueError(f"t_prev must satisfy -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
     a_t, a_s = _abar(schedule, t), _abar(schedule, t_prev)
@@ -114,9 +120,11 @@ def ddim_sample(
     ending at t = -1 (the clean sample). clip_denoised / use_clipped_model_output: see `ddim_step`."""
     from tqdm.auto import tqdm
 
+    shape = check_shape(shape)
+    eta = check_number("eta", eta, 0.0, 1.0)
     ts = check_timesteps(timesteps if timesteps is not None else ddim_timesteps(schedule.T, steps), schedule.T)
     device = torch.device(device) if device is not None else model_device(model)
-    cond = check_cond(cond, shape[0], device)
+    cond = check_cond(cond, shape[0], device, model)
     schedule = schedule.to(device)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
@@ -128,7 +136,7 @@ def ddim_sample(
                                   use_clipped_model_output)
         record.add(i, t, x, x0_hat)
         x = x_prev
-    return (x, record.finish(-1, x)) if record else x
+    return record.result(x, -1, "DDIM sampling")
 
 
 @torch.no_grad()
@@ -147,6 +155,7 @@ def ddim_invert(
     Sampling the result with `ddim_sample(..., noise=result, eta=0, same steps)` approximately recovers x0."""
     from tqdm.auto import tqdm
 
+    check_float_tensor("x0", x0, finite=True)
     ts = ddim_timesteps(schedule.T, steps)[::-1]  # increasing: 0, ..., T - T//steps
     schedule = schedule.to(x0.device)
     cond = check_cond(cond, x0.shape[0], x0.device)
@@ -165,10 +174,28 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> to
     """Spherical interpolation between two noise tensors (per sample): keeps the norm a Gaussian sample should have,
     unlike a straight line, whose midpoint has ~0.71x the norm.
     slerp = sin((1-a) w) / sin(w) z0 + sin(a w) / sin(w) z1,  w = angle between z0 and z1."""
+    check_float_tensor("z0", z0, finite=True)
+    check_float_tensor("z1", z1, finite=True)
     if z0.shape != z1.shape:
         raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
-    a = torch.as_tensor(alpha, dtype=z0.dtype)
+    if z0.ndim < 2:
+        raise ValueError(f"slerp works per sample on batches (B, ...), got shape {tuple(z0.shape)}: add a batch "
+                         "dim with z[None]")
+    a = torch.as_tensor(check_number("alpha", alpha) if not isinstance(alpha, torch.Tensor) else alpha,
+                        dtype=z0.dtype, device=z0.device)
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("alpha must be finite")
     f0, f1 = z0.flatten(1), z1.flatten(1)
-    cos = (f0 * f1).sum(1) / (f0.norm(dim=1) * f1.norm(dim=1))
-    w = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).reshape(-1, *([1] * (z0.ndim - 1)))
-    return (torch.sin((1 - a) * w) * z0 + torch.sin(a * w) * z1) / torch.sin(w)
+    n0, n1 = f0.norm(dim=1), f1.norm(dim=1)
+    zero = (n0 == 0) | (n1 == 0)
+    if bool(zero.any()):
+        i = int(zero.nonzero()[0])
+        raise ValueError(f"sample {i} of {'z0' if n0[i] == 0 else 'z1'} is all zeros: slerp needs an angle between "
+                         "two non-zero vectors (use noise, e.g. torch.randn)")
+    cos = (f0 * f1).sum(1) / (n0 * n1)
+    w = torch.arccos(cos.clamp(-1, 1)).reshape(-1, *([1] * (z0.ndim - 1)))
+    sin_w = torch.sin(w)
+    near = sin_w.abs() < 1e-6  # (anti)parallel vectors: the angle is ~0, slerp tends to the straight line
+    safe = torch.where(near, torch.ones_like(sin_w), sin_w)
+    out = (torch.sin((1 - a) * w) * z0 + torch.sin(a * w) * z1) / safe
+    return torch.where(near, (1 - a) * z0 + a * z1, out)

@@ -5,27 +5,43 @@ q_sample implements the closed form  x_t = sqrt(\bar\alpha_t) x_0 + sqrt(1 - \ba
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
 from .schedules import NoiseSchedule, extract
+from .utils import check_float_tensor, check_int, check_shape, short
 
 
 def _check_timesteps(t: torch.Tensor | int, batch: int, T: int, device: torch.device) -> torch.Tensor:
+    """Integer timesteps in 0..T-1 as a long tensor of shape (batch,): a float t (2.7) is refused, not truncated, and
+    t = -1 is refused, not read as T-1 by negative indexing."""
+    if isinstance(t, np.integer):
+        t = int(t)
     if isinstance(t, int) and not isinstance(t, bool):
         t = torch.full((batch,), t, dtype=torch.long, device=device)
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"t must be an int or an integer tensor of shape (B,), got {type(t).__name__}")
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"t must hold integer timesteps (dtype long), got dtype {t.dtype}")
+        raise ValueError(f"t must be an int or an integer tensor of shape (B,), got {type(t).__name__} {short(t)}")
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"t must hold integer timesteps 0..{T - 1} (dtype long), got dtype {t.dtype}"
+                         + (" (DDPM's t is a step index; flow matching's t in [0, 1] goes to flow.*)"
+                            if t.dtype.is_floating_point else ""))
     if t.ndim == 0:
         t = t.expand(batch)
     if t.ndim != 1 or t.shape[0] != batch:
-        raise ValueError(f"t must have shape (B,) = ({batch},) to match x0's batch, got {tuple(t.shape)}")
-    if batch and (int(t.min()) < 0 or int(t.max()) >= T):
+        raise ValueError(f"t must have shape (B,) = ({batch},) to match x's batch, got {tuple(t.shape)}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
         bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
         raise ValueError(f"timestep {bad} is out of range for a schedule with T={T} steps (valid: 0..{T - 1})")
     return t.long().to(device)
+
+
+def _check_same_shape(name: str, value: object, xt: torch.Tensor) -> torch.Tensor:
+    """`value` must be a float tensor with x_t's shape (no silent broadcasting of a batch of 1 over a batch of 4)."""
+    check_float_tensor(name, value)
+    if value.shape != xt.shape:
+        raise ValueError(f"{name} must have x_t's shape {tuple(xt.shape)}, got {tuple(value.shape)}")
+    return value
 
 
 def q_sample(
@@ -51,6 +67,8 @@ def q_sample(
             hint = " (the arguments are q_sample(schedule, x0, noise, t): noise before t)"
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
         raise ValueError(f"noise must be a tensor with x0's shape {tuple(x0.shape)}, got {got}{hint}")
+    check_float_tensor("x0", x0)
+    check_float_tensor("noise", noise)
     t = _check_timesteps(t, x0.shape[0], schedule.T, x0.device)
     a = extract(schedule.sqrt_alphas_cumprod, t, x0.ndim).to(x0.dtype)
     s = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.ndim).to(x0.dtype)
@@ -72,6 +90,9 @@ def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
     The coefficients are formed in float64: near t = T-1, x_t and sqrt(1 - \bar\alpha_t) eps nearly cancel and the
     difference is divided by a tiny sqrt(\bar\alpha_t), which would magnify float32 rounding of the coefficients.
     """
+    check_float_tensor("x_t", xt)
+    _check_same_shape("eps", eps, xt)
+    t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
     abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
     return ((xt - (1 - abar).sqrt().to(xt.dtype) * eps) / abar.sqrt().to(xt.dtype)).to(xt.dtype)
 
@@ -81,8 +102,9 @@ def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tens
 
     The inverse of `predict_x0_from_eps` in its other argument; DDIM uses it to keep eps consistent with a clipped x0.
     """
-    if x0.shape != xt.shape:
-        raise ValueError(f"x0 {tuple(x0.shape)} and x_t {tuple(xt.shape)} must have the same shape")
+    check_float_tensor("x_t", xt)
+    _check_same_shape("x0", x0, xt)
+    t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
     abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
     return ((xt - abar.sqrt().to(xt.dtype) * x0) / (1 - abar).sqrt().to(xt.dtype)).to(xt.dtype)
 
@@ -96,6 +118,8 @@ def q_posterior_mean_variance(
              + sqrt(alpha_t) (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t) * x_t
     variance = beta_t (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t)            (shape (B, 1, ..., 1))
     """
+    check_float_tensor("x_t", xt)
+    _check_same_shape("x0", x0, xt)
     t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
     c1 = extract(schedule.posterior_mean_coef1, t, xt.ndim).to(xt.dtype)
     c2 = extract(schedule.posterior_mean_coef2, t, xt.ndim).to(xt.dtype)
@@ -143,12 +167,13 @@ def p_sample(
     sigma_t^2 = posterior_variance_t ("fixed_small");  no noise is added at t = 0.
     Returns (x_{t-1}, x0_hat).
     """
-    tt = torch.full((xt.shape[0],), int(t), dtype=torch.long, device=xt.device)
+    t = check_int("t", t, 0, schedule.T - 1)
+    tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
     x0_hat = predict_x0_from_eps(schedule, xt, tt, eps)
     if clip_denoised:
         x0_hat = x0_hat.clamp(-1, 1)
     mean, var = q_posterior_mean_variance(schedule, x0_hat, xt, tt)
-    if int(t) == 0:
+    if t == 0:
         return mean, x0_hat
     if noise is None:
         noise = torch.randn_like(xt)
@@ -184,8 +209,9 @@ def p_sample_loop(
     if steps is not None and steps != T:
         raise ValueError(f"ancestral sampling runs all T={T} steps (got steps={steps}); for fewer steps use "
                          "ddim.ddim_sample (eta=1 is the ancestral process on a sub-sequence)")
+    shape = check_shape(shape)
     device = torch.device(device) if device is not None else model_device(model)
-    cond = check_cond(cond, shape[0], device)
+    cond = check_cond(cond, shape[0], device, model)
     schedule = schedule.to(device)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
@@ -196,4 +222,4 @@ def p_sample_loop(
         x_prev, x0_hat = p_sample(schedule, eps.float(), x, t, z, clip_denoised)
         record.add(i, t, x, x0_hat)
         x = x_prev
-    return (x, record.finish(-1, x)) if record else x
+    return record.result(x, -1, "DDPM sampling")

@@ -70,11 +70,28 @@ def features(classifier: DigitClassifier, x: torch.Tensor, batch_size: int = 512
 
 def class_accuracy(classifier: DigitClassifier, x: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of images the classifier assigns to the class they were generated (or labelled) as."""
+    _check_pairs(x, labels, "images", "labels")
     return float((predict(classifier, x) == labels.cpu()).float().mean())
+
+
+def _check_pairs(x: torch.Tensor, labels: torch.Tensor, what: str, of: str) -> None:
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.dtype.is_floating_point:
+        raise ValueError(f"{of} must be a 1-D integer tensor, got {type(labels).__name__} "
+                         f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else ''}")
+    if len(x) != len(labels):
+        raise ValueError(f"{len(x)} {what} but {len(labels)} {of}: give one per {what[:-1]}")
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     """||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2}) between two feature sets (N_i, D)."""
+    for name, f in (("f1", f1), ("f2", f2)):
+        if not isinstance(f, np.ndarray) or f.ndim != 2 or f.shape[0] < 2:
+            raise ValueError(f"{name} must be a feature array (N, D) with N >= 2 (a covariance needs two samples), "
+                             f"got {getattr(f, 'shape', type(f).__name__)}")
+        if not np.isfinite(f).all():
+            raise ValueError(f"{name} contains NaN or infinite features")
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"f1 and f2 must have the same feature size, got {f1.shape[1]} and {f2.shape[1]}")
     mu1, mu2 = f1.mean(0), f2.mean(0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     # Tr((S1 S2)^(1/2)) = Tr((A S2 A)^(1/2)) with A = S1^(1/2): a symmetric PSD matrix, stable even if S1 is singular
@@ -249,6 +266,7 @@ def retrieval_top1(clip, latents: torch.Tensor, caption_index: torch.Tensor) -> 
     a tiny CLIP (`minidiff.models.text.TinyCLIP`)."""
     from .data import caption_table
 
+    _check_pairs(latents, caption_index, "videos", "caption indices")
     with torch.no_grad():
         sims = clip.embed_video(latents) @ clip.embed_text(caption_table()).T
     return float((sims.argmax(1) == caption_index.cpu()).float().mean())

@@ -15,18 +15,37 @@ import math
 import torch
 
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
+from .utils import check_float_tensor, check_number, check_shape, short
 
 
 def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
 
+def check_flow_t(t: object, batch: int) -> torch.Tensor:
+    """Flow matching's t: a float tensor of shape (B,) with every value in [0, 1] (t = 1 is pure noise). DDPM's
+    integer steps (e.g. 500) are refused rather than extrapolated."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"t must be a float tensor of shape ({batch},) with values in [0, 1], got "
+                         f"{type(t).__name__} {short(t)}")
+    if not t.dtype.is_floating_point:
+        raise ValueError(f"t must be a float tensor with values in [0, 1] (flow matching's continuous time), got "
+                         f"dtype {t.dtype}; DDPM's integer steps belong to ddpm.q_sample")
+    if t.ndim != 1 or t.shape[0] != batch:
+        raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+    if t.numel() and not bool(((t >= 0) & (t <= 1)).all()):
+        bad = t[~((t >= 0) & (t <= 1))][0]
+        raise ValueError(f"t must lie in [0, 1] (0 = data, 1 = noise), got {float(bad):g}")
+    return t
+
+
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x_t = (1 - t) x_0 + t eps, with t of shape (B,) in [0, 1]."""
+    check_float_tensor("x0", x0)
+    check_float_tensor("noise", noise)
     if noise.shape != x0.shape:
         raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    if t.ndim != 1 or t.shape[0] != x0.shape[0]:
-        raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
+    check_flow_t(t, x0.shape[0])
     tb = _bcast(t, x0)
     return (1 - tb) * x0 + tb * noise
 
@@ -46,8 +65,7 @@ def time_shift(alpha: float, t: torch.Tensor) -> torch.Tensor:
     """Open-Sora/Flux/SD3 timestep shift: t' = alpha t / (1 + (alpha - 1) t).
 
     alpha > 1 moves every t towards 1, so training and sampling spend more of their steps at high noise."""
-    if not alpha > 0:
-        raise ValueError(f"the shift alpha must be positive, got {alpha}")
+    alpha = check_number("the shift alpha", alpha, low=1e-3, high=1e3)  # beyond, 1 + (alpha - 1) t rounds to 0
     return alpha * t / (1 + (alpha - 1) * t)
 
 
@@ -84,8 +102,10 @@ def flow_loss(
 
     The model is called as model(x_t, t, **cond) with t in [0, 1]. Random numbers come from `generator` on the CPU.
     """
+    check_float_tensor("x0", x0)
     b = x0.shape[0]
     cond = check_cond(cond, b, x0.device)
+    shift = check_number("shift", shift, low=1e-3, high=1e3)
     t = logit_normal_t(b, generator) if logit_normal else torch.rand(b, generator=generator)
     if shift != 1.0:
         t = time_shift(shift, t)
@@ -121,6 +141,7 @@ def euler_sample(
     """
     from tqdm.auto import tqdm
 
+    shape = check_shape(shape)
     if timesteps is None:
         ts = euler_timesteps(steps, shift)
     else:
@@ -130,7 +151,7 @@ def euler_sample(
                              f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
         steps = len(ts) - 1
     device = torch.device(device) if device is not None else model_device(model)
-    cond = check_cond(cond, shape[0], device)
+    cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
     for i in tqdm(range(steps), desc=f"Euler {steps} steps", disable=not progress, leave=False):
@@ -138,7 +159,7 @@ def euler_sample(
         v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
         record.add(i, t_cur, x, x - t_cur * v)
         x = x + (t_next - t_cur) * v
-    return (x, record.finish(float(ts[-1]), x)) if record else x
+    return record.result(x, float(ts[-1]), "Euler sampling")
 
 
 # ------------------------------------------------------------------------------------- the unified view
@@ -149,6 +170,9 @@ def euler_sample(
 
 def estimates_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From x_t = (1 - t) x_0 + t eps and v = eps - x_0:  x0_hat = x_t - t v,  eps_hat = x_t + (1 - t) v."""
+    if v.shape != xt.shape:
+        raise ValueError(f"v must have x_t's shape {tuple(xt.shape)}, got {tuple(v.shape)}")
+    check_flow_t(t, xt.shape[0])
     tb = _bcast(t, xt)
     return xt - tb * v, xt + (1 - tb) * v
 

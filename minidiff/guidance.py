@@ -14,9 +14,16 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
+from .utils import check_number
+
 
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
     """uncond + scale * (cond - uncond)."""
+    if not isinstance(scale, torch.Tensor):
+        scale = check_number("the guidance scale", scale)
+    if cond.shape != uncond.shape:
+        raise ValueError(f"cond and uncond predictions must have the same shape, got {tuple(cond.shape)} and "
+                         f"{tuple(uncond.shape)}")
     return uncond + scale * (cond - uncond)
 
 
@@ -46,8 +53,7 @@ class ClassifierFreeGuidance(nn.Module):
 
     def __init__(self, model: nn.Module, scale: float, null: Mapping[str, int | float | torch.Tensor]):
         super().__init__()
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
-            raise ValueError(f"guidance scale must be a number >= 0 (1 = no guidance), got {scale!r}")
+        scale = check_number("the guidance scale (1 = no guidance)", scale, low=0.0)
         if not isinstance(null, Mapping) or not null:
             raise ValueError(f"null must map each conditioning keyword to its null value, e.g. {{'y': 10}} for the "
                              f"null label; got {null!r}")

@@ -21,6 +21,7 @@ from .guidance import ClassifierFreeGuidance
 from .models.mmdit import MMDiT
 from .models.text import TextEncoder
 from .models.vae import VideoVAE
+from .utils import check_int, short
 
 
 @dataclass
@@ -64,12 +65,17 @@ class TextToVideo:
         """A list of non-empty prompts made of known words; a ValueError that says what is wrong otherwise."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        if not prompts:
-            raise ValueError("no prompts given: pass at least one caption, e.g. 'a red 3 moving left'")
+        if isinstance(prompts, tuple):
+            prompts = list(prompts)
+        if not isinstance(prompts, list) or not prompts:
+            raise ValueError(f"prompts must be a caption or a non-empty list of captions, e.g. 'a red 3 moving "
+                             f"left'; got {short(prompts)}")
         for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"empty prompt {p!r}: describe a video with the known words, e.g. 'a red 3 moving "
-                                 f"left' (known words: {' '.join(self.vocabulary)})")
+            if not isinstance(p, str):
+                raise ValueError(f"each prompt must be a string, got {type(p).__name__} {short(p)}")
+            if not p.strip():
+                raise ValueError(f"empty prompt {short(p, 40)}: describe a video with the known words, e.g. 'a red 3 "
+                                 f"moving left' (known words: {' '.join(self.vocabulary)})")
         from .models.text import tokenize
 
         tokenize(self.text_encoder.tokenizer, list(prompts))  # unknown words / too long: its ValueError says which
@@ -104,6 +110,9 @@ class TextToVideo:
                        progress: bool = False):
         """Scaled latents x_0 (B, C, T_lat, h, w) for the prompts (and the trajectory if asked)."""
         prompts = self.check_prompts(prompts)
+        if steps is not None:
+            check_int("steps", steps, low=1)
+        seed = check_int("seed", seed)
         txt, y_vec = self.encode_prompts(prompts)
         model = self.guided_model(self.cfg_scale if cfg_scale is None else cfg_scale)
         return euler_sample(model, self.latent_shape(len(prompts)), steps=steps or self.steps,

@@ -7,6 +7,7 @@ minutes and the commit. Loading validates the config against the weights and nev
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .models.mmdit import MMDiT, MMDiTConfig
 from .models.text import TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAEConfig, VideoVAE
+from .utils import short
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 KINDS: dict[str, tuple[type, type]] = {
@@ -45,8 +47,18 @@ def _commit() -> str:
         return "unknown"
 
 
+def check_name(name: object) -> str:
+    """A model name is a name, not a path: letters, digits, '-', '_' and '.', not starting with '.' (so
+    load_pretrained("../elsewhere/x") cannot read outside its folder)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) or ".." in name:
+        raise ValueError(f"a pretrained model name is a plain name like 'ddpm-digits' (letters, digits, '-', '_', "
+                         f"'.'; no folders), got {short(name)}; to use another folder pass root=...")
+    return name
+
+
 def save_pretrained(name: str, model: nn.Module, kind: str, card: dict, root: str | Path = ROOT) -> Path:
     """Write NAME.safetensors and NAME.json (atomically); `card` adds recipe, metrics, train_minutes, ..."""
+    check_name(name)
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {sorted(KINDS)}")
     root = Path(root)
@@ -57,12 +69,25 @@ def save_pretrained(name: str, model: nn.Module, kind: str, card: dict, root: st
 
 
 def load_card(name: str, root: str | Path = ROOT) -> dict:
+    """NAME.json as a dict, with a clear error (naming the file) if it is missing, not JSON, or not a model card."""
+    check_name(name)
     path = Path(root) / f"{name}.json"
     if not path.exists():
         have = sorted(p.stem for p in Path(root).glob("*.json")) if Path(root).exists() else []
         raise FileNotFoundError(f"no pretrained model {name!r} in {root} (available: {have}); "
-                                f"train it with: python -m minidiff.recipes {name}")
-    return json.loads(path.read_text())
+                                f"train it with: python -m minidiff.recipes {name} --install")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"the model card {path} is not valid JSON ({e}); restore it from git "
+                         f"(git checkout -- {path.name}) or retrain the model") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"the model card {path} must hold a JSON object {{...}}, got a JSON {type(card).__name__}")
+    for key, types in (("kind", str), ("config", dict), ("metrics", dict), ("pipeline", dict)):
+        if key in card and not isinstance(card[key], types):
+            raise ValueError(f"the model card {path} has a wrongly typed field {key!r}: expected a JSON "
+                             f"{'string' if types is str else 'object'}, got {short(card[key])}")
+    return card
 
 
 def update_card(name: str, fields: dict, root: str | Path = ROOT) -> None:
@@ -79,11 +104,14 @@ def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.devi
     if kind not in KINDS:
         raise ValueError(f"{name}.json names an unknown model kind {kind!r}; known: {sorted(KINDS)}")
     cfg_cls, model_cls = KINDS[kind]
+    if "config" not in card:
+        raise ValueError(f"the model card {Path(root) / (name + '.json')} has no 'config'; retrain the model with "
+                         f"python -m minidiff.recipes {name} --install")
     try:
         config = cfg_cls.from_dict(card["config"])
-    except (TypeError, KeyError) as e:
-        raise ValueError(f"{name}.json has an invalid config for {kind}: {e}") from None
-    model = model_cls(config)
+        model = model_cls(config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{Path(root) / (name + '.json')} has an invalid config for {kind}: {e}") from None
     tensors, _ = checkpoint.load(str(Path(root) / f"{name}.safetensors"))
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -95,5 +123,6 @@ def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.devi
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}); "
             f"regenerate both with: python -m minidiff.recipes {name}"
         )
+    checkpoint.check_finite(tensors, f"{name}.safetensors")
     model.load_state_dict(tensors)
     return model.to(device).eval(), card

@@ -1,7 +1,10 @@
 """The exact recipes that produce every shipped checkpoint in data/pretrained/.
 
+A run writes runs/NAME/NAME.safetensors + NAME.json (or --out DIR); the shipped data/pretrained/NAME.* are replaced
+only with --install, and only once the new files are complete.
+
     python -m minidiff.recipes digit-classifier
-    python -m minidiff.recipes ddpm-digits [--minutes 5]
+    python -m minidiff.recipes ddpm-digits [--minutes 5] [--install]
     python -m minidiff.recipes flow-digits [--minutes 5]
     python -m minidiff.recipes dit-digits [--minutes 5]
     python -m minidiff.recipes video-vae [--minutes 12]
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import sys
 import time
 from pathlib import Path
@@ -371,7 +375,7 @@ def ddpm_digits(minutes: float | None = None, steps: int | None = None, progress
     return result, schedule, recipe
 
 
-def digit_classifier(progress: bool = True):
+def digit_classifier(progress: bool = True, root: str | Path | None = None):
     """The judge: trained on the digits' train split only (899), so the held-out reference split (898) that the
     Fréchet distance compares against, and the held-out videos' glyphs, are digits it never saw; its card states its
     accuracy on that reference split."""
@@ -387,7 +391,8 @@ def digit_classifier(progress: bool = True):
             "notes": f"trained on the {len(x)} train-split digits only (never the reference split it is used to "
                      "compare against, nor the held-out videos' glyphs), +-1 pixel shift augmentation, 1500 Adam "
                      "steps, batch 128; held_out_accuracy is this judge's accuracy on the reference split"}
-    save_pretrained("digit-classifier", judge, "digit-classifier", card)
+    if root is not None:
+        save_pretrained("digit-classifier", judge, "digit-classifier", card, root)
     return judge, card
 
 
@@ -417,22 +422,80 @@ def _with_kind(run: tuple, kind: str) -> tuple:
     return result, recipe, kind, fields
 
 
+RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"  # ignored by git
+
+
+def _minutes(text: str) -> float:
+    """argparse type of --minutes: a finite number of minutes > 0 (NaN would train forever, 0 not at all)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of minutes > 0, got {text!r}")
+    return v
+
+
+def install(name: str, run_dir: str | Path, root: str | Path | None = None) -> None:
+    """Copy run_dir/NAME.{safetensors,json} over the shipped root/NAME.* : each is first copied to a temporary
+    file next to its target, then renamed over it (weights first, then the card), so the shipped files are never
+    half-written and stay as they were if the run's files are missing."""
+    import shutil
+
+    from . import checkpoint
+    from .pretrained import ROOT, load_pretrained
+
+    root = Path(root) if root is not None else ROOT
+    run_dir = Path(run_dir)
+    load_pretrained(name, run_dir)  # the new files are complete and consistent, or this raises
+    for ext in (".safetensors", ".json"):
+        src = run_dir / f"{name}{ext}"
+        checkpoint.write_atomic(root / f"{name}{ext}", lambda tmp, src=src: shutil.copyfile(src, tmp), ext)
+
+
 def _main(argv: list[str] | None = None) -> int:
+    from . import checkpoint
+    from .pretrained import ROOT
+
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=["digit-classifier", *_RUNS])
-    p.add_argument("--minutes", type=float, default=None, help="override the training time budget")
+    p.add_argument("--minutes", type=_minutes, default=None, help="override the training time budget (minutes > 0)")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="write a training checkpoint here every few hundred steps and resume from it if it exists "
                         "(an interrupted run continues where it stopped; the time budget restarts)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write NAME.safetensors and NAME.json (default: runs/NAME/)")
+    p.add_argument("--install", action="store_true",
+                   help="then replace the shipped data/pretrained/NAME.* with the new model (without this flag the "
+                        "shipped files are never touched)")
     a = p.parse_args(argv)
+    out = Path(a.out) if a.out else RUNS_DIR / a.name
+    try:  # before training: a run must not fail at its first save, or lose its result at the last
+        checkpoint.check_writable(out / f"{a.name}.json", "the output folder (--out)")
+        if a.install:
+            checkpoint.check_writable(ROOT / f"{a.name}.json", "the shipped models' folder")
+        if a.checkpoint:
+            checkpoint.check_writable(a.checkpoint, "--checkpoint")
+    except (PermissionError, ValueError) as e:
+        p.error(str(e))
     if a.name == "digit-classifier":
-        _, card = digit_classifier()
+        _, card = digit_classifier(root=out)
         print(card)
     else:
         result, recipe, kind, fields = _RUNS[a.name](a.minutes, a.checkpoint)
+        if result.step == 0:
+            print(f"error: the time budget ended before the first training step; nothing was written (give more "
+                  f"--minutes than {a.minutes})", file=sys.stderr)
+            return 1
         card = _card(a.name, result, recipe) | fields
-        save_pretrained(a.name, result.ema, kind, card)
+        save_pretrained(a.name, result.ema, kind, card, out)
         print({k: v for k, v in card.items() if k != "recipe_config"})
+    print(f"wrote {out / a.name}.safetensors and .json")
+    if a.install:
+        install(a.name, out, ROOT)
+        print(f"installed them as {ROOT / a.name}.safetensors and .json")
+    else:
+        print(f"the shipped {ROOT / a.name}.* are unchanged (add --install to replace them)")
     return 0
 
 

@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint
-from .utils import bf16_is_fast
+from .utils import bf16_is_fast, check_float_tensor, check_int, check_number
 
 
 @dataclass
@@ -74,8 +75,58 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def check_config(config: TrainConfig) -> None:
+    """Every TrainConfig field a number of the right kind and range, before any training: a NaN time budget would
+    train forever, a zero checkpoint interval crash at the first step, a NaN learning rate waste a run."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    c = config
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "plot_every"):
+        check_int(f"TrainConfig.{name}", getattr(c, name), low=1)
+    check_int("TrainConfig.warmup_steps", c.warmup_steps, low=0)
+    check_int("TrainConfig.seed", c.seed)
+    check_number("TrainConfig.lr", c.lr, low=0, low_open=True)
+    check_number("TrainConfig.final_lr_fraction", c.final_lr_fraction, 0, 1)
+    check_number("TrainConfig.weight_decay", c.weight_decay, low=0)
+    check_number("TrainConfig.ema_decay", c.ema_decay, 0, 1)
+    check_number("TrainConfig.grad_clip", c.grad_clip or 0.0, low=0)
+    if c.max_minutes is not None:
+        check_number("TrainConfig.max_minutes (the time budget)", c.max_minutes, low=0, low_open=True)
+    if not (isinstance(c.adam_betas, (tuple, list)) and len(c.adam_betas) == 2):
+        raise ValueError(f"TrainConfig.adam_betas must be two numbers in [0, 1), got {c.adam_betas!r}")
+    for i, b in enumerate(c.adam_betas):
+        check_number(f"TrainConfig.adam_betas[{i}]", b, 0, 1, high_open=True)
+    if c.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"TrainConfig.lr_schedule must be 'constant' or 'cosine', got {c.lr_schedule!r}")
+
+
+def check_data(data: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """data = (x, y or None): x a non-empty float tensor without NaN, y one label per input."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError("data must be a pair (x, y) of tensors, or (x, None) without labels; got "
+                         f"{type(data).__name__}{f' of length {len(data)}' if isinstance(data, (tuple, list)) else ''}")
+    x, y = data
+    if isinstance(x, torch.Tensor) and x.ndim >= 1 and x.shape[0] == 0:
+        raise ValueError("the dataset is empty (x has 0 examples): give at least one training example")
+    check_float_tensor("data x", x, finite=True)
+    if y is not None:
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(f"data y must be a tensor of labels or None, got {type(y).__name__}")
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"data has {x.shape[0]} inputs but labels of shape {tuple(y.shape)}: give one label per "
+                             "input")
+    return x, y
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class DivergingLoss(UserWarning):
+    """The loss grew by orders of magnitude (DIVERGENCE_FACTOR over its best running mean)."""
+
+
+DIVERGENCE_FACTOR = 100.0
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -168,12 +219,16 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    if config.steps <= 0 or config.batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got {config.steps} and {config.batch_size}")
+    check_config(config)
+    if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
+        raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be a function loss_fn(model, x, y, generator), got {type(loss_fn).__name__}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    x_all, y_all = data
-    if y_all is not None and y_all.shape[0] != x_all.shape[0]:
-        raise ValueError(f"data has {x_all.shape[0]} inputs but {y_all.shape[0]} labels")
+    x_all, y_all = check_data(data)
+    path = config.checkpoint_path
+    if path:  # fail now, not at the first save after hours of training
+        checkpoint.check_writable(path, "checkpoint_path")
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     learning_rate(config, 0)  # validates the schedule
@@ -182,9 +237,13 @@ def train(
     gen = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
     step = 0
-    path = config.checkpoint_path
     if path and resume and os.path.exists(path):
         tensors, meta = checkpoint.load(path)
+        if "optimizer" not in meta or "step" not in meta or "rng" not in tensors or "losses" not in tensors:
+            raise ValueError(f"{path} is not a training checkpoint (it has no optimizer state, step or random state; "
+                             "a model saved with save_pretrained cannot be resumed): delete it or choose another "
+                             "checkpoint_path")
+        checkpoint.check_finite({k: v for k, v in tensors.items() if k != "losses"}, path)
         try:
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -206,6 +265,7 @@ def train(
     use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
     budget = f" (stops after {config.max_minutes:g} min)" if config.max_minutes is not None else ""
     bar = tqdm(total=config.steps, initial=step, desc="training" + budget, disable=not progress)
+    best_window, warned = None, False
     try:
         while step < config.steps:
             if config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes:
@@ -233,7 +293,18 @@ def train(
             step += 1
             bar.update(1)
             if step % config.log_every == 0:
-                info = {"loss": f"{sum(losses[-config.log_every:]) / config.log_every:.4f}"}
+                window = sum(losses[-config.log_every:]) / config.log_every
+                if best_window is None or window < best_window:
+                    best_window = window
+                elif not warned and window > DIVERGENCE_FACTOR * max(best_window, 1e-12):
+                    warned = True
+                    message = (f"the loss grew from {best_window:.3g} to {window:.3g} (mean of {config.log_every} "
+                               f"steps, at step {step}): training is diverging; lower the learning rate (now "
+                               f"{config.lr:g}) or clip gradients (grad_clip)")
+                    warnings.warn(message, DivergingLoss, stacklevel=2)
+                    if progress:
+                        tqdm.write("warning: " + message)
+                info = {"loss": f"{window:.4f}"}
                 if config.max_minutes is not None:  # the time budget, not the step count, ends these runs
                     left = max(0.0, config.max_minutes * 60 - (time.perf_counter() - start))
                     info["time_left"] = f"{int(left // 60)}:{int(left % 60):02d}"

@@ -22,7 +22,10 @@ from .viz import to_numpy_image
 
 def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None):
     """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
-    return VBox([*rows, output]) (rows default to the controls, one per row)."""
+    return VBox([*rows, output]) (rows default to the controls, one per row).
+
+    An error in `draw()` (an unknown word typed in a prompt box, say) replaces the figure by a readable message in
+    the same output area: raised in a widget callback it would otherwise reach only the kernel's log."""
     import ipywidgets as W
 
     out = W.Output()
@@ -30,8 +33,14 @@ def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | 
     def redraw(_change=None) -> None:
         with out:
             out.clear_output(wait=True)
-            draw()
-            plt.show()
+            try:
+                draw()
+                plt.show()
+            except Exception as e:  # show it where the learner is looking, and drop the stale figure
+                plt.close("all")
+                out.clear_output()
+                out.outputs = ()
+                out.append_stdout(f"⚠ {type(e).__name__}: {e}\n(change the controls above and it redraws)\n")
 
     for c in controls:
         c.observe(redraw, names="value")
@@ -379,6 +388,11 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     """A guidance-scale slider over one fixed batch of noise (grids are cached per scale)."""
     import ipywidgets as W
 
+    from .utils import check_number
+
+    scales = tuple(check_number(f"scales[{i}] (a guidance scale)", v, low=0.0) for i, v in enumerate(scales))
+    if not scales:
+        raise ValueError("scales must hold at least one guidance scale")
     scale = W.SelectionSlider(options=list(scales), value=1.0 if 1.0 in scales else scales[0],
                               description="CFG scale", continuous_update=False)
     cache: dict[float, np.ndarray] = {}

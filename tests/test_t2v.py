@@ -35,7 +35,7 @@ def test_bad_prompts_and_sizes_give_clear_errors(pipe):
         pipe(["a purple 3 moving left"], steps=2)
     with pytest.raises(ValueError, match="empty prompt"):
         pipe([""], steps=2)
-    with pytest.raises(ValueError, match="no prompts"):
+    with pytest.raises(ValueError, match="non-empty list of captions"):
         pipe([], steps=2)
     with pytest.raises(ValueError, match=r"T = 4n \+ 1 frames"):
         dataclasses.replace(pipe, frames=8)(["a red 3 moving left"], steps=2)

@@ -25,11 +25,20 @@ def call(fn: Callable, name: str, *args: Any) -> Any:
         raise CheckFailed(f"{name} raised {type(e).__name__}: {e}") from None
 
 
-def as_tensor(out: Any, name: str, expected_shape: tuple[int, ...]) -> torch.Tensor:
+def as_tensor(out: Any, name: str, expected_shape: tuple[int, ...], floating: bool = True) -> torch.Tensor:
+    """The learner's output as a float64 CPU tensor, after checking its type, shape and dtype (a float16 answer
+    fails on its dtype, not with a misleading "wrong formula")."""
     if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"{name} should return a torch.Tensor, got {type(out).__name__}")
+        raise CheckFailed(f"{name} should return a torch.Tensor, got {type(out).__name__} {repr(out)[:60]}")
     if tuple(out.shape) != tuple(expected_shape):
         raise CheckFailed(f"{name} returned shape {tuple(out.shape)}, expected {tuple(expected_shape)}")
+    if floating and out.dtype not in (torch.float32, torch.float64):
+        raise CheckFailed(f"{name} returned dtype {out.dtype}; compute in float32 like the inputs (half precision "
+                          "rounds away the digits this check compares)"
+                          if out.dtype.is_floating_point else
+                          f"{name} returned dtype {out.dtype}, expected a float32 tensor")
+    if not floating and (out.dtype.is_floating_point or out.dtype == torch.bool):
+        raise CheckFailed(f"{name} returned dtype {out.dtype}, expected an integer tensor (dtype long)")
     return out.detach().cpu().double()
 
 

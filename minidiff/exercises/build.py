@@ -44,18 +44,24 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
-def build_student_notebook(nb):  # nbformat.NotebookNode -> NotebookNode
-    """The student version of a lesson notebook: solutions stripped, outputs cleared, a note on top."""
+def build_student_notebook(nb, source: str = "the notebook"):  # nbformat.NotebookNode -> NotebookNode
+    """The student version of a lesson notebook: solutions stripped, outputs cleared, a note on top. A marker error
+    names `source` (the notebook's path) and the cell."""
     import copy
 
     import nbformat
 
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         cell.pop("id", None)
         if cell.cell_type == "code":
-            cell.source = strip_solutions(cell.source)
+            try:
+                cell.source = strip_solutions(cell.source)
+            except ValueError as e:
+                first = cell.source.strip().split("\n", 1)[0][:60]
+                raise ValueError(f"{source}, cell {i} (code cell starting {first!r}): {e}; every "
+                                 f"'{BEGIN}' needs its '{END}' in the same cell") from None
             cell.outputs = []
             cell.execution_count = None
             cell.metadata.pop("execution", None)
@@ -117,8 +123,11 @@ def lesson_notebooks(root: str = "notebooks") -> list[str]:
 def student_text(lesson_path: str) -> str:
     import nbformat
 
-    nb = nbformat.read(lesson_path, as_version=4)
-    return nbformat.writes(build_student_notebook(nb), version=4) + "\n"
+    try:
+        nb = nbformat.read(lesson_path, as_version=4)
+    except Exception as e:  # not JSON, or not a notebook
+        raise ValueError(f"{lesson_path} is not a readable notebook ({type(e).__name__}: {str(e)[:200]})") from None
+    return nbformat.writes(build_student_notebook(nb, lesson_path), version=4) + "\n"
 
 
 def build(root: str = "notebooks", check_only: bool = False) -> list[str]:
@@ -147,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     if not lesson_notebooks(a.root):
         print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
         return 2
-    differ = build(a.root, check_only=a.command == "check")
+    try:
+        differ = build(a.root, check_only=a.command == "check")
+    except ValueError as e:  # a solution marker without its pair, or a broken notebook: say where
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.command == "check":
         for d in differ:
             print(f"out of date: {d} (run: python -m minidiff.exercises build)")

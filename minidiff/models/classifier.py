@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
-from ..utils import check_image_batch
+from ..utils import check_float_tensor, check_image_batch
 
 
 @dataclass
@@ -39,7 +39,7 @@ class DigitClassifier(nn.Module):
         self.head = nn.Linear(c.feature_dim, c.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_image_batch(x, "images", channels=(1,))
+        x = check_float_tensor("images", check_image_batch(x, "images", channels=(1,)), finite=True)
         if x.shape[-1] != self.config.image_size or x.shape[-2] != self.config.image_size:
             raise ValueError(f"the classifier takes {self.config.image_size}x{self.config.image_size} digits, "
                              f"got {tuple(x.shape[-2:])}")

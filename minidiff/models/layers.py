@@ -279,7 +279,9 @@ def _divisors(n: int) -> list[int]:
 
 
 def _check_patch(p: int, h: int, w: int) -> None:
-    if isinstance(p, bool) or not isinstance(p, int) or p <= 0 or h % p or w % p:
+    if isinstance(p, bool) or not isinstance(p, int) or p <= 0:
+        raise ValueError(f"patch_size must be a positive integer, got {type(p).__name__} {p!r}")
+    if h % p or w % p:
         common = [d for d in _divisors(h) if w % d == 0]
         raise ValueError(f"patch size {p!r} does not divide the size {h}x{w}: choose a patch size that divides both "
                          f"(one of {common})")

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..config import Config
+from ..utils import check_float_tensor, check_time_tensor
 from .layers import (
     EmbedND,
     LastLayer,
@@ -252,14 +253,16 @@ class MMDiT(nn.Module):
     def _check(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor) -> None:
         cfg = self.config
         c, p = cfg.latent_channels, cfg.patch_size
+        check_float_tensor("x", x)
         if x.ndim != 5 or x.shape[1] != c:
             raise ValueError(f"MMDiT expects latents (B, {c}, T, H, W), got shape {tuple(x.shape)}")
         if x.shape[3] % p or x.shape[4] % p:
             raise ValueError(f"latent height and width {x.shape[3]}x{x.shape[4]} must be divisible by the patch "
                              f"size {p}")
         b = x.shape[0]
-        if t.ndim != 1 or t.shape[0] != b:
-            raise ValueError(f"t must have shape ({b},), got {tuple(t.shape)}")
+        check_time_tensor(t, b)
+        check_float_tensor("txt", txt)
+        check_float_tensor("y_vec", y_vec)
         if txt.ndim != 3 or txt.shape[0] != b or txt.shape[2] != cfg.context_in_dim:
             raise ValueError(f"txt must have shape ({b}, L, {cfg.context_in_dim}), got {tuple(txt.shape)}")
         if y_vec.ndim != 2 or y_vec.shape != (b, cfg.vec_in_dim):

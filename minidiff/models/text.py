@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
+from ..utils import short
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
@@ -44,14 +45,21 @@ def tokenize(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]
     the vocabulary, or a prompt too long, is a ValueError that says which and lists the known words."""
     if isinstance(prompts, str):
         prompts = [prompts]
+    if isinstance(prompts, tuple):
+        prompts = list(prompts)
+    if not isinstance(prompts, list) or not prompts:
+        raise ValueError(f"prompts must be a non-empty list of strings (or one string), got {short(prompts)}")
     known = [w for w in tokenizer.get_vocab() if w not in SPECIAL_TOKENS]
-    for p in prompts:
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise ValueError(f"prompts[{i}] must be a string, got {type(p).__name__} {short(p)}")
         unknown = [w for w in p.lower().split() if w not in tokenizer.get_vocab() or w in SPECIAL_TOKENS]
         if unknown:
-            raise ValueError(f"unknown word(s) {unknown} in prompt {p!r}; the text encoder knows only: "
-                             f"{' '.join(sorted(known))}")
+            raise ValueError(f"unknown word(s) {short(sorted(set(unknown)), 60)} in prompt {short(p, 60)}; the "
+                             f"text encoder knows only: {' '.join(sorted(known))}")
         if len(p.split()) + 2 > tokenizer.model_max_length:
-            raise ValueError(f"prompt {p!r} has {len(p.split())} words; at most {tokenizer.model_max_length - 2} fit")
+            raise ValueError(f"prompt {short(p, 60)} has {len(p.split())} words; at most "
+                             f"{tokenizer.model_max_length - 2} fit")
     enc = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
 

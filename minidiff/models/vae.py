@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
+from ..utils import check_float_tensor
 
 LOGVAR_RANGE = (-30.0, 20.0)  # the encoder's log-variance is clamped to this range (as in Stable Diffusion, Open-Sora)
 
@@ -245,6 +246,7 @@ class ImageVAE(GaussianVAE):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) -> (mean, logvar), each (B, latent_dim)."""
+        check_float_tensor("x", x)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"expected images (B, {', '.join(map(str, self.image_shape))}), got shape "
                              f"{tuple(x.shape)}")
@@ -286,6 +288,7 @@ class VideoVAE(GaussianVAE):
         return cfg.latent_channels, (frames - 1) // k + 1, height // s, width // s
 
     def _check(self, x: torch.Tensor) -> None:
+        check_float_tensor("videos", x)
         if x.ndim != 5 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected videos (B, {self.config.in_channels}, T, H, W) (images as T = 1), got shape "
                              f"{tuple(x.shape)}")
