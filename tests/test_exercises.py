@@ -102,15 +102,35 @@ def _at(v, t):
     return v[t].reshape(-1, 1, 1, 1).double()
 
 
+def _posterior_variant(kind: str):
+    """A posterior with one of the mistakes the check must name: the neighbouring index sqrt(abar_t) for
+    sqrt(abar_(t-1)), alphas_cumprod[t - 1] (wraps around at t = 0), or coefficients without their square roots."""
+
+    def fn(s, x0, xt, t):
+        def at(v, idx=t):
+            return v.double()[idx].reshape(-1, 1, 1, 1)
+
+        ab, b, a = at(s.alphas_cumprod), at(s.betas), at(s.alphas)
+        abp = at(s.alphas_cumprod, t - 1) if kind == "wrap" else at(s.alphas_cumprod_prev)
+        c1 = (ab.sqrt() if kind == "adjacent" else abp if kind == "squared" else abp.sqrt()) * b / (1 - ab)
+        c2 = (a if kind == "squared" else a.sqrt()) * (1 - abp) / (1 - ab)
+        return c1 * x0 + c2 * xt, b * (1 - abp) / (1 - ab)
+
+    return fn
+
+
 CASES.update({
     "posterior": (
         ex.check_posterior,
         ref_posterior,
         [
             (lambda s, x0, xt, t: (ref_posterior(s, x0, xt, t)[0], _at(s.betas, t)), "that is beta_t"),
-            (lambda s, x0, xt, t: (xt, ref_posterior(s, x0, xt, t)[1]), "wrong mean"),
+            (lambda s, x0, xt, t: (xt, ref_posterior(s, x0, xt, t)[1]), "coefficient of the mean is wrong"),
             (lambda s, x0, xt, t: (ref_posterior(s, x0, xt, t)[0], s.posterior_variance[:3]), "must broadcast"),
             (lambda s, x0, xt, t: ref_posterior(s, x0, xt, t)[0], "pair"),
+            (_posterior_variant("adjacent"), "sqrt(abar_t), the neighbouring index"),
+            (_posterior_variant("wrap"), "wraps around to the last entry"),
+            (_posterior_variant("squared"), "take the square root"),
         ],
     ),
     "ddpm_loss": (
@@ -182,6 +202,7 @@ CASES.update({
             (lambda T, n: ddim.ddim_timesteps(T, n)[::-1], "reverse it"),
             (lambda T, n: list(range(T - 1, -1, -(T // n))), "multiples of T // steps"),
             (lambda T, n: ddim.ddim_timesteps(T, n)[:-1], "exactly"),
+            (lambda T, n: [i * round(T / n) for i in range(n)][::-1], "T // steps = 166 (floor)"),
         ],
     ),
     "slerp": (
@@ -580,7 +601,7 @@ def test_student_version_fails_exactly_at_its_check_cells(lesson):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if "check" in cell.metadata.get("tags", []):
             checks += 1
-            assert "NBVAL_CHECK_OUTPUT" in cell.source
+            assert "NBVAL_CHECK_OUTPUT" not in cell.source  # a stale stored output must not fail a right answer
             if not errors or errors[0].ename != "CheckFailed":
                 failures.append(f"check cell {i} did not fail with CheckFailed: {[e.ename for e in errors]}")
             elif "still the stub" not in errors[0].evalue:
@@ -590,3 +611,54 @@ def test_student_version_fails_exactly_at_its_check_cells(lesson):
     assert not failures, "\n".join(failures)
     assert checks >= 3 and checks >= n_solutions, f"{checks} check cells for {n_solutions} solution regions"
 
+
+
+def _junk_answers(ref):
+    """Plausible junk a learner's function returns: nothing, numpy, nested lists, a wrong shape, a torch error."""
+    import numpy as np
+
+    def numpy_version(*a):
+        out = ref(*a)
+        if isinstance(out, torch.Tensor):
+            return out.detach().numpy()
+        if isinstance(out, (tuple, list)):
+            return type(out)(o.detach().numpy() if isinstance(o, torch.Tensor) else o for o in out)
+        return np.asarray(out)
+
+    def nested_lists(*a):
+        out = ref(*a)
+        return out.tolist() if isinstance(out, torch.Tensor) else [[1, 2], [3]]
+
+    def wrong_shape(*a):
+        out = ref(*a)
+        if isinstance(out, torch.Tensor):
+            return out.reshape(-1)[:-1] if out.numel() > 1 else torch.zeros(3)
+        if isinstance(out, (tuple, list)) and any(isinstance(o, torch.Tensor) for o in out):
+            return type(out)(o[:1] if isinstance(o, torch.Tensor) and o.ndim else o for o in out)
+        if isinstance(out, (tuple, list)):
+            return out[:-1]  # one id or timestep short
+        return torch.zeros(2, 2)
+
+    def torch_not_implemented(*a):
+        raise NotImplementedError("Could not run 'aten::foo' with arguments from the 'Meta' backend")
+
+    return {"None": lambda *a: None, "numpy": numpy_version, "nested lists": nested_lists,
+            "wrong shape": wrong_shape, "a string": lambda *a: "x0", "torch's NotImplementedError":
+            torch_not_implemented}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_rejects_junk_with_check_failed_never_a_raw_error(name):
+    check, ref, _ = CASES[name]
+    for kind, fn in _junk_answers(ref).items():
+        try:
+            check(fn)
+        except ex.CheckFailed as e:
+            assert str(e), f"{name}, {kind}: an empty message"
+            if kind == "torch's NotImplementedError":
+                assert "still the stub" not in str(e) and "NotImplementedError" in str(e), str(e)
+            continue
+        except Exception as e:  # noqa: BLE001 - the point of the test
+            raise AssertionError(f"check_{name} given {kind} raised {type(e).__name__}: {e}") from None
+        if kind not in ("nested lists", "numpy"):  # a list or array of the right numbers may be accepted
+            raise AssertionError(f"check_{name} accepted {kind}")

@@ -1,4 +1,4 @@
-"""python -m minidiff.exercises build|check"""
+"""python -m minidiff.exercises build|check|grade"""
 
 import sys
 

@@ -17,7 +17,9 @@ def call(fn: Callable, name: str, *args: Any) -> Any:
         raise CheckFailed(f"{name}: expected a function, got {type(fn).__name__}")
     try:
         return fn(*args)
-    except NotImplementedError:
+    except NotImplementedError as e:
+        if str(e):  # torch's own NotImplementedError (an op missing for a dtype or device) carries a message
+            raise CheckFailed(f"{name} raised NotImplementedError from inside torch: {str(e)[:300]}") from None
         raise CheckFailed(
             f"{name} is still the stub: replace `raise NotImplementedError()` with your code, then run this cell again."
         ) from None
@@ -40,6 +42,23 @@ def as_tensor(out: Any, name: str, expected_shape: tuple[int, ...], floating: bo
     if not floating and (out.dtype.is_floating_point or out.dtype == torch.bool):
         raise CheckFailed(f"{name} returned dtype {out.dtype}, expected an integer tensor (dtype long)")
     return out.detach().cpu().double()
+
+
+def as_int_list(out: Any, name: str) -> list[int]:
+    """The learner's output as a list of Python ints (from a list, a tuple or a 1-D integer tensor), or CheckFailed."""
+    if isinstance(out, torch.Tensor):
+        if out.ndim != 1 or out.dtype.is_floating_point:
+            raise CheckFailed(f"{name} should return a list of integers, got a tensor of shape {tuple(out.shape)} "
+                              f"and dtype {out.dtype}")
+        out = out.tolist()
+    if not isinstance(out, (list, tuple)):
+        raise CheckFailed(f"{name} should return a list of integers, got {type(out).__name__} {repr(out)[:60]}")
+    bad = [v for v in out if isinstance(v, bool) or not isinstance(v, int) and not (
+        isinstance(v, float) and v.is_integer())]
+    if bad:
+        raise CheckFailed(f"{name} should return a list of integers, but it holds {repr(bad[0])[:40]} "
+                          f"({type(bad[0]).__name__})")
+    return [int(v) for v in out]
 
 
 def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:

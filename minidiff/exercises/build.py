@@ -149,10 +149,25 @@ def build(root: str = "notebooks", check_only: bool = False) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.exercises",
-                                description="Build or check the student notebooks.")
-    p.add_argument("command", choices=["build", "check"], help="build: write student notebooks; check: verify")
-    p.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
+                                description="Build or check the student notebooks, or grade submissions.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("build", "write notebooks/exercises/ from the lessons"),
+                       ("check", "exit 1 if the student notebooks are out of date")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
+    g = sub.add_parser("grade", help="run submissions in fresh kernels and print a row per exercise",
+                       description="Grade student notebooks: one row per (student, exercise).")
+    g.add_argument("paths", nargs="+", help="submitted notebooks, or folders of them (one subfolder per student)")
+    g.add_argument("--csv", default=None, metavar="FILE", help="also write the rows as CSV")
+    g.add_argument("--json", default=None, metavar="FILE", help="also write the rows and scores as JSON")
+    g.add_argument("--timeout", type=int, default=300, help="seconds per cell before the rest is 'not reached'")
+    g.add_argument("--full", action="store_true",
+                   help="run trainings at the learners' budgets (default: the test budgets, MINIDIFF_FAST=1)")
     a = p.parse_args(argv)
+    if a.command == "grade":
+        from .grade import main as grade_main
+
+        return grade_main(a.paths, a.csv, a.json, a.timeout, fast=not a.full)
     if not lesson_notebooks(a.root):
         print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
         return 2

@@ -43,6 +43,7 @@ def check_posterior(fn: Callable) -> None:
         else:
             hint = "variance = beta_t * (1 - alphas_cumprod_prev[t]) / (1 - alphas_cumprod[t])"
         raise CheckFailed(f"{name}: wrong variance for t = {t.tolist()}. Hint: {hint}.")
+    _check_posterior_coefficients(fn, name)  # first: it can name the mistake
     if not close(mean, want_mean, atol=2e-3, rtol=1e-3):
         raise CheckFailed(
             f"{name}: wrong mean for t = {t.tolist()}. Hint: mean = sqrt(abar_(t-1)) beta_t / (1 - abar_t) * x0 "
@@ -83,7 +84,7 @@ def check_ancestral_step(fn: Callable) -> None:
     name = "ancestral_step"
     s = schedules.make_schedule("linear", 1000)
     g = torch.Generator().manual_seed(13)
-    for t in (700, 5, 0):
+    for t in (999, 700, 5, 0):
         xt = torch.randn(3, 1, 8, 8, generator=g).double()
         eps = torch.randn(xt.shape, generator=g).double()
         z = torch.randn(xt.shape, generator=g).double()
@@ -104,7 +105,7 @@ def check_ancestral_step(fn: Callable) -> None:
             else:
                 hint = "mean = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t)"
             raise CheckFailed(f"{name}: wrong x_(t-1) at t = {t}. Hint: {hint}.")
-    ok(name, "x_(t-1) correct at t = 700, 5 and 0")
+    ok(name, "x_(t-1) correct at t = 999, 700, 5 and 0")
 
 
 def check_predict_x0(fn: Callable) -> None:
@@ -120,3 +121,48 @@ def check_predict_x0(fn: Callable) -> None:
             "for x0, with abar_t = alphas_cumprod[t] reshaped to (B, 1, 1, 1)."
         )
     ok(name, f"recovers x0 exactly for t = {t.tolist()}")
+
+
+def _check_posterior_coefficients(fn: Callable, name: str) -> None:
+    """The two mean coefficients one by one (x0 = 1, x_t = 0 gives coef1; x0 = 0, x_t = 1 gives coef2) at the
+    boundary steps t = 0 and T-1 and at 500, 900 of the cosine schedule, to a relative 1e-4: tight enough to tell
+    sqrt(abar_t) from sqrt(abar_(t-1)) (they differ by sqrt(alpha_t), 0.16 % at t = 500), loose enough for float32.
+    At t = 0 the tolerance is 1e-2: 1 - abar_0 = beta_0 = 4e-5 keeps only ~3 digits in float32, and the bug that
+    shows there (alphas_cumprod[t - 1] wrapping around to the last entry) is off by ~100 %."""
+    s = schedules.make_schedule("cosine", 1000)
+    t = torch.tensor([0, 500, 900, 999])
+    shape = (4, 1, 2, 2)
+    rtol = torch.tensor([1e-2, 1e-4, 1e-4, 1e-4], dtype=torch.float64).reshape(-1, 1, 1, 1)
+
+    def near(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:  # per timestep
+        return ((got - want).abs() <= 1e-9 + rtol * want.abs()).flatten(1).all(1)
+
+    ones, zeros = torch.ones(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
+    f = {k: getattr(s, k).double()[t].reshape(-1, 1, 1, 1) for k in
+         ("alphas_cumprod", "alphas_cumprod_prev", "betas", "alphas", "posterior_mean_coef1", "posterior_mean_coef2")}
+    ab, abp, b, a = f["alphas_cumprod"], f["alphas_cumprod_prev"], f["betas"], f["alphas"]
+    wrap = s.alphas_cumprod.double()[t - 1].reshape(-1, 1, 1, 1)  # alphas_cumprod[t - 1]: index -1 at t = 0
+    for which, x0, xt, want, suspects in (
+        ("x0", ones, zeros, f["posterior_mean_coef1"], [
+            (ab.sqrt() * b / (1 - ab), "the x0 coefficient is sqrt(abar_(t-1)) beta_t / (1 - abar_t): you used "
+                                       "sqrt(abar_t), the neighbouring index"),
+            (abp * b / (1 - ab), "take the square root: sqrt(abar_(t-1)), not abar_(t-1)"),
+            (wrap.sqrt() * b / (1 - ab), "at t = 0, abar_(t-1) is 1: use alphas_cumprod_prev[t]; alphas_cumprod[t - 1] "
+                                         "wraps around to the last entry")]),
+        ("x_t", zeros, ones, f["posterior_mean_coef2"], [
+            (a * (1 - abp) / (1 - ab), "take the square root: sqrt(alpha_t), not alpha_t"),
+            (a.sqrt() * (1 - ab) / (1 - ab), "the x_t coefficient has (1 - abar_(t-1)) on top, not (1 - abar_t)"),
+            (a.sqrt() * (1 - wrap) / (1 - ab), "at t = 0, abar_(t-1) is 1: use alphas_cumprod_prev[t]; "
+                                               "alphas_cumprod[t - 1] wraps around to the last entry")]),
+    ):
+        out = call(fn, name, s, x0.clone(), xt.clone(), t.clone())
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise CheckFailed(f"{name} should return a pair (mean, variance)")
+        got = as_tensor(out[0], name + " mean", shape)
+        ok_t = near(got, want.expand(shape))
+        if not bool(ok_t.all()):
+            bad = ~ok_t
+            hint = next((h for v, h in suspects if bool(near(got, v.expand(shape))[bad].all())), None)
+            raise CheckFailed(f"{name}: the {which} coefficient of the mean is wrong at t = {t[bad].tolist()} (cosine "
+                              "schedule). Hint: "
+                              f"{hint or 'index every coefficient by t; abar_(t-1) = alphas_cumprod_prev[t]'}.")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import ddim, ddpm, schedules
-from ._common import CheckFailed, as_tensor, call, close, ok
+from ._common import CheckFailed, as_int_list, as_tensor, call, close, ok
 
 
 def check_ddim_step(fn: Callable) -> None:
@@ -16,7 +16,7 @@ def check_ddim_step(fn: Callable) -> None:
     name = "ddim_update"
     s = schedules.make_schedule("cosine", 1000)
     g = torch.Generator().manual_seed(21)
-    cases = [(900, 800, 0.0), (500, 300, 0.5), (300, 200, 1.0), (20, -1, 0.0)]
+    cases = [(999, 899, 0.0), (900, 800, 0.0), (500, 300, 0.5), (300, 200, 1.0), (20, -1, 0.0), (0, -1, 1.0)]
     for t, tp, eta in cases:
         xt = torch.randn(3, 1, 8, 8, generator=g).double()
         eps = torch.randn(xt.shape, generator=g).double()
@@ -63,15 +63,18 @@ def check_clipped_eps(fn: Callable) -> None:
 def check_ddim_timesteps(fn: Callable) -> None:
     """fn(T, steps) -> list of `steps` decreasing timesteps [(steps-1)*k, ..., k, 0], k = T // steps."""
     name = "make_timesteps"
-    for T, steps in ((1000, 10), (1000, 50), (1000, 1000), (100, 7)):
-        out = call(fn, name, T, steps)
-        got = [int(v) for v in (out.tolist() if isinstance(out, torch.Tensor) else out)]
+    # 1000 / 6 = 166.67 and 100 / 7 = 14.29: a rounding (rather than floor) of the step size shows up
+    for T, steps in ((1000, 10), (1000, 50), (1000, 1000), (100, 7), (1000, 6)):
+        got = as_int_list(call(fn, name, T, steps), f"{name}(T={T}, steps={steps})")
         want = ddim.ddim_timesteps(T, steps)
         if got != want:
             if sorted(got) == want[::-1] and got != want:
                 hint = "sampling goes from noise to data: the list must decrease (reverse it)"
             elif len(got) != steps:
                 hint = f"return exactly {steps} timesteps"
+            elif got == [i * round(T / steps) for i in range(steps)][::-1] or \
+                    got == [round(i * T / steps) for i in range(steps)][::-1]:
+                hint = f"the step is T // steps = {T // steps} (floor), not round(T / steps) = {round(T / steps)}"
             else:
                 hint = f"use multiples of T // steps = {T // steps}, starting from 0"
             raise CheckFailed(f"{name}(T={T}, steps={steps}) = {got[:6]}..., expected {want[:6]}... Hint: {hint}.")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..models import text
-from ._common import CheckFailed, as_tensor, call, close, ok
+from ._common import CheckFailed, as_int_list, as_tensor, call, close, ok
 
 
 def _vocab() -> dict[str, int]:
@@ -23,11 +23,8 @@ def check_prompt_to_ids(fn: Callable) -> None:
     tok = text.build_tokenizer([w for w in vocab if w not in text.SPECIAL_TOKENS], max_length=8)
     for prompt in ("a red 3 moving left", "Blue 7", "moving up", ""):
         want = text.tokenize(tok, [prompt])[0][0].tolist()
-        out = call(fn, name, prompt, dict(vocab), 8)
-        if isinstance(out, torch.Tensor):
-            out = out.tolist()
-        if not isinstance(out, (list, tuple)) or [int(i) for i in out] != want:
-            got = list(out) if isinstance(out, (list, tuple)) else out
+        got = as_int_list(call(fn, name, prompt, dict(vocab), 8), f"{name}({prompt!r})")
+        if got != want:
             ids = [vocab[w] for w in prompt.lower().split()]
             if isinstance(got, list) and got[:len(ids)] == ids:
                 hint = "start with the [BOS] id, then the words, then [EOS]"
