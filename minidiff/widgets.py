@@ -20,27 +20,44 @@ from .utils import check_image_batch
 from .viz import to_numpy_image
 
 
+def _figure_output(fig: plt.Figure) -> dict:
+    """A matplotlib figure as one Output-widget output (a PNG display_data, as the inline backend draws it)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": repr(fig)}}
+
+
 def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None):
     """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
     return VBox([*rows, output]) (rows default to the controls, one per row).
 
-    An error in `draw()` (an unknown word typed in a prompt box, say) replaces the figure by a readable message in
-    the same output area: raised in a widget callback it would otherwise reach only the kernel's log."""
+    The figures `draw()` opens are rendered to PNG and set as the Output's `outputs` directly, rather than captured
+    with `with out:` (which routes the kernel's display messages through the Output widget's capture protocol, a
+    path standard notebook executors handle less robustly, and which a headless test cannot see). An error in
+    `draw()` (an unknown word typed in a prompt box, say) replaces the figure by a readable message in the same
+    output area: raised in a widget callback it would otherwise reach only the kernel's log."""
     import ipywidgets as W
 
     out = W.Output()
 
     def redraw(_change=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            try:
-                draw()
-                plt.show()
-            except Exception as e:  # show it where the learner is looking, and drop the stale figure
-                plt.close("all")
-                out.clear_output()
-                out.outputs = ()
-                out.append_stdout(f"⚠ {type(e).__name__}: {e}\n(change the controls above and it redraws)\n")
+        before = set(plt.get_fignums())
+        try:
+            draw()
+            figs = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+            outputs = tuple(_figure_output(f) for f in figs)
+            for f in figs:
+                plt.close(f)
+            out.outputs = outputs
+        except Exception as e:  # show it where the learner is looking, and drop the stale figure
+            for n in set(plt.get_fignums()) - before:
+                plt.close(n)
+            out.outputs = ({"output_type": "stream", "name": "stdout",
+                            "text": f"⚠ {type(e).__name__}: {e}\n(change the controls above and it redraws)\n"},)
 
     for c in controls:
         c.observe(redraw, names="value")

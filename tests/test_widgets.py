@@ -199,3 +199,15 @@ def test_prompt_search_frame_ranks_the_matching_caption_first_and_reports_unknow
     w.children[0].value = "moving up"
     w.children[0].value = "a zebra"  # an unknown word is shown, not raised
     plt.close("all")
+
+
+def test_widget_output_area_holds_the_figure_and_redraws(photo):
+    """The figure is in the Output widget's own outputs (a PNG), so it shows without the capture protocol and a
+    headless test can see it change."""
+    w = noising_explorer(photo, T=100)
+    out = w.children[-1]
+    first = out.outputs[0]["data"]["image/png"]
+    assert len(out.outputs) == 1 and len(first) > 1000
+    w.children[0].children[0].value = 99
+    assert len(out.outputs) == 1 and out.outputs[0]["data"]["image/png"] != first
+    assert plt.get_fignums() == []  # every figure it drew is closed
