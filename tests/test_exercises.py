@@ -12,6 +12,8 @@ import torch
 from minidiff import ddim, ddpm, flow
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
+from minidiff.exercises import lesson03 as _lesson03
+from minidiff.exercises import lesson05 as _lesson05
 from minidiff.schedules import linear_beta_schedule, make_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +121,30 @@ def _posterior_variant(kind: str):
     return fn
 
 
+def _ref_sample_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labels=True, noise_index=0,
+                     clip=False):
+    """The build exercise of lesson 02 (the whole ancestral chain), and variants with one mistake each."""
+    x = x_T
+    for t in (order if order is not None else range(s.T - 1, -1, -1)):
+        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long), y=y if labels else None)
+        x = ddpm.p_sample(s, eps, x, t, noises[max(0, t + noise_index)], clip_denoised=clip)[0]
+        if t == 0 and noise_at_0:
+            x = x + s.betas[0].sqrt() * noises[0]
+    return x
+
+
 CASES.update({
+    "sample_loop": (
+        ex.check_sample_loop,
+        _ref_sample_loop,
+        [
+            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, order=range(s.T)), "down to t = 0"),
+            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, noise_at_0=True), "no noise on the last step"),
+            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, labels=False), "pass the labels"),
+            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, noise_index=-1), "step t uses noises"),
+            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, clip=True), "differs from the ancestral chain"),
+        ],
+    ),
     "posterior": (
         ex.check_posterior,
         ref_posterior,
@@ -203,6 +228,17 @@ CASES.update({
             (lambda T, n: list(range(T - 1, -1, -(T // n))), "multiples of T // steps"),
             (lambda T, n: ddim.ddim_timesteps(T, n)[:-1], "exactly"),
             (lambda T, n: [i * round(T / n) for i in range(n)][::-1], "T // steps = 166 (floor)"),
+        ],
+    ),
+    "invert": (
+        ex.check_invert,
+        lambda m, s, x, y, n: ddim.ddim_invert(m, s, x, steps=n, cond={"y": y}, progress=False),
+        [
+            (lambda m, s, x, y, n: _lesson03._reference_inversion(m, s, x, y, n, eps_at_target=True),
+             "the point you are at"),
+            (lambda m, s, x, y, n: _lesson03._reference_inversion(m, s, x, y, n, order_down=True), "upwards"),
+            (lambda m, s, x, y, n: ddim.ddim_sample(m, s, x.shape, steps=n, cond={"y": y}, noise=x, progress=False),
+             "differs from DDIM inversion"),
         ],
     ),
     "slerp": (
@@ -309,6 +345,17 @@ CASES.update({
         [
             (lambda x, sh, sc: x * sc[:, None] + sh[:, None], "identity when scale = 0"),
             (lambda x, sh, sc: x * (1 + sc[:, :, None].mean(1, keepdim=True)) + sh[:, None], "unsqueeze(1)"),
+        ],
+    ),
+    "dit_block": (
+        ex.check_dit_block,
+        lambda b, x, c: b(x, c),
+        [
+            (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, gates=False), "multiply each branch by its gate"),
+            (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, swap=True), "shift comes first"),
+            (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, parallel=True), "sequential"),
+            (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, norm=False), "normalise before modulating"),
+            (lambda b, x, c: x + b.attn(b.norm1(x)), "differs from the DiT block"),
         ],
     ),
     "cfg_combine": (
@@ -601,7 +648,7 @@ def test_student_version_fails_exactly_at_its_check_cells(lesson):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if "check" in cell.metadata.get("tags", []):
             checks += 1
-            assert "NBVAL_CHECK_OUTPUT" not in cell.source  # a stale stored output must not fail a right answer
+            assert "NBVAL_CHECK_OUTPUT" in cell.source  # compared in lessons, not in submissions (nbval_grading)
             if not errors or errors[0].ename != "CheckFailed":
                 failures.append(f"check cell {i} did not fail with CheckFailed: {[e.ename for e in errors]}")
             elif "still the stub" not in errors[0].evalue:

@@ -24,10 +24,10 @@ from .build import (
     student_text,
 )
 from .lesson01 import check_closed_form_coefficients, check_forward_step, check_linear_schedule, check_q_sample
-from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0
-from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_slerp
+from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0, check_sample_loop
+from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_invert, check_slerp
 from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_velocity_loss
-from .lesson05 import check_cfg_combine, check_modulate, check_patchify, check_unpatchify
+from .lesson05 import check_cfg_combine, check_dit_block, check_modulate, check_patchify, check_unpatchify
 from .lesson06 import check_causal_pad, check_kl_divergence, check_reparameterize
 from .lesson07 import check_clip_loss, check_pool_at_eos, check_prompt_to_ids
 from .lesson08 import (
@@ -58,10 +58,12 @@ __all__ = [
     "check_ddpm_loss",
     "check_ancestral_step",
     "check_predict_x0",
+    "check_sample_loop",
     "check_ddim_step",
     "check_clipped_eps",
     "check_ddim_timesteps",
     "check_slerp",
+    "check_invert",
     "check_velocity_loss",
     "check_euler_sampler",
     "check_estimates_from_velocity",
@@ -69,6 +71,7 @@ __all__ = [
     "check_unpatchify",
     "check_modulate",
     "check_cfg_combine",
+    "check_dit_block",
     "check_reparameterize",
     "check_kl_divergence",
     "check_causal_pad",

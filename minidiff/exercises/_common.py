@@ -65,5 +65,18 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e
     return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol))
 
 
+def random_unet(seed: int = 17):
+    """A small class-conditional U-Net (8x8, 10 classes) with fixed random weights, its output layer too (so eps is
+    not zero): what the build exercises run the learner's loop on."""
+    from ..models.unet import UNet, UNetConfig
+
+    g = torch.Generator().manual_seed(seed)
+    model = UNet(UNetConfig(image_size=8, channels=(8, 16), num_classes=10, groups=4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model.eval()
+
+
 def ok(name: str, what: str) -> None:
     print(f"✅ {name}: {what}")

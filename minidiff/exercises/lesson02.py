@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import ddpm, schedules
-from ._common import CheckFailed, as_tensor, call, close, ok
+from ._common import CheckFailed, as_tensor, call, close, ok, random_unet
 
 
 def _reverse_inputs(seed: int = 11):
@@ -166,3 +166,48 @@ def _check_posterior_coefficients(fn: Callable, name: str) -> None:
             raise CheckFailed(f"{name}: the {which} coefficient of the mean is wrong at t = {t[bad].tolist()} (cosine "
                               "schedule). Hint: "
                               f"{hint or 'index every coefficient by t; abar_(t-1) = alphas_cumprod_prev[t]'}.")
+
+
+def _reference_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labels=True, shift=0):
+    x = x_T
+    for t in (order if order is not None else range(s.T - 1, -1, -1)):
+        tt = torch.full((x.shape[0],), t, dtype=torch.long)
+        eps = model(x, tt, y=y if labels else None)
+        x, _ = ddpm.p_sample(s, eps, x, t, noises[max(0, min(s.T - 1, t + shift))], clip_denoised=False)
+        if t == 0 and noise_at_0:
+            x = x + s.betas[0].sqrt() * noises[0]
+    return x
+
+
+def check_sample_loop(fn: Callable) -> None:
+    """fn(model, schedule, x_T, y, noises) -> x_0: the whole ancestral chain t = T-1, ..., 0, each step
+    model(x_t, t, y=y) -> eps -> x_(t-1) with noises[t] (none at t = 0), without clipping."""
+    name = "sample_loop"
+    s = schedules.make_schedule("linear", 20)
+    model = random_unet()
+    g = torch.Generator().manual_seed(18)
+    x_T = torch.randn(4, 1, 8, 8, generator=g)
+    y = torch.tensor([3, 1, 4, 1])
+    noises = torch.randn(s.T, *x_T.shape, generator=g)
+    with torch.no_grad():
+        want = _reference_loop(model, s, x_T, y, noises)
+        got = as_tensor(call(fn, name, model, s, x_T.clone(), y.clone(), noises.clone()), name, tuple(x_T.shape))
+    if not close(got, want, atol=1e-4, rtol=1e-4):
+        with torch.no_grad():
+            suspects = [
+                (_reference_loop(model, s, x_T, y, noises, order=range(s.T)),
+                 "the chain runs from t = T-1 (noise) down to t = 0, not upwards"),
+                (_reference_loop(model, s, x_T, y, noises, noise_at_0=True),
+                 "add no noise on the last step (t = 0): it returns the mean"),
+                (_reference_loop(model, s, x_T, y, noises, labels=False),
+                 "pass the labels to the network: model(x_t, t, y=y)"),
+                (_reference_loop(model, s, x_T, y, noises, shift=-1),
+                 "step t uses noises[t], not noises[t - 1]"),
+            ]
+            hint = next((h for v, h in suspects if close(got, v, atol=1e-4, rtol=1e-4)), None)
+        if hint is None:
+            hint = ("for t = T-1 down to 0: eps = model(x, t as a (B,) long tensor, y=y), then one ancestral step "
+                    "(your ancestral_step, or minidiff.ddpm.p_sample(..., clip_denoised=False)) with noises[t]")
+        raise CheckFailed(f"{name}: the final x_0 differs from the ancestral chain by up to "
+                          f"{float((got - want).abs().max()):.3g}. Hint: {hint}.")
+    ok(name, f"the whole {s.T}-step chain matches, with a random class-conditional U-Net and fixed noises")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from .. import ddim, ddpm, schedules
-from ._common import CheckFailed, as_int_list, as_tensor, call, close, ok
+from ._common import CheckFailed, as_int_list, as_tensor, call, close, ok, random_unet
 
 
 def check_ddim_step(fn: Callable) -> None:
@@ -97,3 +97,45 @@ def check_slerp(fn: Callable) -> None:
                         "(flatten from dim 1), reshaped to (B, 1, 1, 1)")
             raise CheckFailed(f"{name}: wrong at alpha={a}. Hint: {hint}.")
     ok(name, "matches spherical interpolation at alpha = 0, 0.3, 0.5, 1")
+
+
+def _reference_inversion(model, s, x0, y, steps, order_down=False, eps_at_target=False):
+    ts = ddim.ddim_timesteps(s.T, steps)
+    ts = ts if order_down else ts[::-1]
+    x, prev = x0, -1
+    for t in ts:
+        at = t if eps_at_target else max(prev, 0)
+        eps = model(x, torch.full((x.shape[0],), at, dtype=torch.long), y=y)
+        x0_hat = x if prev < 0 else ddpm.predict_x0_from_eps(s, x, torch.full((x.shape[0],), prev), eps)
+        a = s.alphas_cumprod[t].double()
+        x = a.sqrt().float() * x0_hat + (1 - a).sqrt().float() * eps
+        prev = t
+    return x
+
+
+def check_invert(fn: Callable) -> None:
+    """fn(model, schedule, x0, y, steps) -> x_T: DDIM (eta = 0) run backwards over ddim_timesteps(T, steps) taken in
+    increasing order, eps evaluated at the current (less noisy) point."""
+    name = "invert"
+    s = schedules.make_schedule("cosine", 1000)
+    model = random_unet(31)
+    g = torch.Generator().manual_seed(32)
+    x0 = (torch.rand(3, 1, 8, 8, generator=g) * 2 - 1)
+    y = torch.tensor([2, 7, 0])
+    with torch.no_grad():
+        want = ddim.ddim_invert(model, s, x0, steps=10, cond={"y": y}, progress=False)
+        got = as_tensor(call(fn, name, model, s, x0.clone(), y.clone(), 10), name, tuple(x0.shape))
+        if not close(got, want, atol=1e-4, rtol=1e-4):
+            suspects = [
+                (_reference_inversion(model, s, x0, y, 10, eps_at_target=True),
+                 "evaluate the network at the point you are at (the previous, less noisy timestep; t = 0 on the "
+                 "first step), not at the timestep you are going to"),
+                (_reference_inversion(model, s, x0, y, 10, order_down=True),
+                 "inversion walks the timesteps upwards, from data (t = 0) to noise: reverse ddim_timesteps(T, steps)"),
+            ]
+            hint = next((h for v, h in suspects if close(got, v, atol=1e-4, rtol=1e-4)), None) or (
+                "for increasing t: eps = model(x, t_prev); x0_hat = x on the first step, else predict x0 from (x, "
+                "t_prev, eps); x = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps")
+            raise CheckFailed(f"{name}: the inverted noise differs from DDIM inversion by up to "
+                              f"{float((got - want).abs().max()):.3g}. Hint: {hint}.")
+    ok(name, "matches DDIM inversion over 10 steps with a random class-conditional U-Net")

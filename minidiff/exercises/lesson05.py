@@ -85,3 +85,49 @@ def check_cfg_combine(fn: Callable) -> None:
                 hint = "scale = 1 must give cond and scale = 0 must give uncond"
             raise CheckFailed(f"{name}: wrong result with scale {scale}. Hint: {hint}.")
     ok(name, "uncond + scale * (cond - uncond) for scales 0, 1, 2.5 and 5")
+
+
+def _dit_block_variant(block, x, c, gates=True, swap=False, parallel=False, norm=True):
+    """DiTBlock.forward, or a version with one mistake (for the hints and the tests)."""
+    shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = block.adaLN_modulation(c).chunk(6, dim=1)
+    if swap:
+        shift_msa, scale_msa, shift_mlp, scale_mlp = scale_msa, shift_msa, scale_mlp, shift_mlp
+    n1 = block.norm1 if norm else (lambda v: v)
+    n2 = block.norm2 if norm else (lambda v: v)
+    g1, g2 = (gate_msa.unsqueeze(1), gate_mlp.unsqueeze(1)) if gates else (1.0, 1.0)
+    h = x + g1 * block.attn(layers.modulate(n1(x), shift_msa, scale_msa))
+    return h + g2 * block.mlp(layers.modulate(n2(x if parallel else h), shift_mlp, scale_mlp))
+
+
+def check_dit_block(fn: Callable) -> None:
+    """fn(block, x, c) -> the DiT block's output, from its parts: block.adaLN_modulation, norm1, attn, norm2, mlp."""
+    from ..models.dit import DiTBlock
+
+    name = "dit_block_forward"
+    torch.manual_seed(51)
+    block = DiTBlock(hidden_size=32, num_heads=4).eval()
+    with torch.no_grad():  # open every gate, shift and scale (adaLN-Zero would start them at 0)
+        block.adaLN_modulation[-1].weight.normal_(0, 0.3)
+        block.adaLN_modulation[-1].bias.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(52)
+    x, c = torch.randn(3, 5, 32, generator=g), torch.randn(3, 32, generator=g)
+    with torch.no_grad():
+        want = block(x, c)
+        got = as_tensor(call(fn, name, block, x.clone(), c.clone()), name, tuple(x.shape))
+        if not close(got, want, atol=1e-5, rtol=1e-4):
+            suspects = [
+                (dict(gates=False), "multiply each branch by its gate (gate_msa, gate_mlp, unsqueezed to (B, 1, D)): "
+                                    "they are what adaLN-Zero starts at zero"),
+                (dict(swap=True), "adaLN_modulation(c).chunk(6, dim=1) gives (shift, scale, gate) for attention, then "
+                                  "(shift, scale, gate) for the MLP: shift comes first"),
+                (dict(parallel=True), "the blocks are sequential: the MLP branch reads x after the attention residual "
+                                      "was added"),
+                (dict(norm=False), "normalise before modulating: modulate(block.norm1(x), ...) and "
+                                   "modulate(block.norm2(x), ...)"),
+            ]
+            hint = next((h for kw, h in suspects if close(got, _dit_block_variant(block, x, c, **kw), atol=1e-5,
+                                                          rtol=1e-4)), None) or (
+                "x = x + gate_msa * attn(modulate(norm1(x), shift_msa, scale_msa)); then the same with the MLP")
+            raise CheckFailed(f"{name}: differs from the DiT block by up to {float((got - want).abs().max()):.3g}. "
+                              f"Hint: {hint}.")
+    ok(name, "matches DiTBlock.forward with every gate, shift and scale non-zero")
