@@ -12,6 +12,7 @@ import torch
 from minidiff import ddim, ddpm, flow
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
+from minidiff.exercises import lesson02 as _lesson02
 from minidiff.exercises import lesson03 as _lesson03
 from minidiff.exercises import lesson05 as _lesson05
 from minidiff.schedules import linear_beta_schedule, make_schedule
@@ -121,28 +122,19 @@ def _posterior_variant(kind: str):
     return fn
 
 
-def _ref_sample_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labels=True, noise_index=0,
-                     clip=False):
-    """The build exercise of lesson 02 (the whole ancestral chain), and variants with one mistake each."""
-    x = x_T
-    for t in (order if order is not None else range(s.T - 1, -1, -1)):
-        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long), y=y if labels else None)
-        x = ddpm.p_sample(s, eps, x, t, noises[max(0, t + noise_index)], clip_denoised=clip)[0]
-        if t == 0 and noise_at_0:
-            x = x + s.betas[0].sqrt() * noises[0]
-    return x
+_loop02 = _lesson02._reference_loop  # the build exercise of lesson 02 and its one-mistake variants
 
 
 CASES.update({
     "sample_loop": (
         ex.check_sample_loop,
-        _ref_sample_loop,
+        _loop02,
         [
-            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, order=range(s.T)), "down to t = 0"),
-            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, noise_at_0=True), "no noise on the last step"),
-            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, labels=False), "pass the labels"),
-            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, noise_index=-1), "step t uses noises"),
-            (lambda m, s, x, y, n: _ref_sample_loop(m, s, x, y, n, clip=True), "differs from the ancestral chain"),
+            (lambda m, s, x, y, n: _loop02(m, s, x, y, n, order=range(s.T)), "down to t = 0"),
+            (lambda m, s, x, y, n: _loop02(m, s, x, y, n, noise_at_0=True), "no noise on the last step"),
+            (lambda m, s, x, y, n: _loop02(m, s, x, y, n, labels=False), "pass the labels"),
+            (lambda m, s, x, y, n: _loop02(m, s, x, y, n, shift=-1), "step t uses noises"),
+            (lambda m, s, x, y, n: _loop02(m, s, x, y, n, clip=True), "differs from the ancestral chain"),
         ],
     ),
     "posterior": (

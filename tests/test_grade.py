@@ -87,6 +87,9 @@ def test_grade_refuses_what_it_cannot_grade(tmp_path):
     r = subprocess.run([sys.executable, "-m", "minidiff.exercises", "grade", str(tmp_path / "nothing")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "neither a notebook" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "minidiff.exercises", "grade", str(LESSON), "--timeout", "0"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "--timeout must be" in r.stderr
 
 
 def test_a_check_that_never_ran_is_not_reached():

@@ -199,6 +199,9 @@ def main(paths: list[str], csv_path: str | None = None, json_path: str | None = 
 
     from tqdm.auto import tqdm
 
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        print(f"error: --timeout must be a whole number of seconds >= 1, got {timeout!r}", file=sys.stderr)
+        return 2
     try:
         subs = find_submissions(paths)
     except FileNotFoundError as e:
@@ -212,10 +215,14 @@ def main(paths: list[str], csv_path: str | None = None, json_path: str | None = 
         except ValueError as e:
             failed.append(str(e))
     print(format_table(rows))
-    if csv_path:
-        write_csv(rows, csv_path)
-    if json_path:
-        write_json(rows, json_path)
+    try:
+        if csv_path:
+            write_csv(rows, csv_path)
+        if json_path:
+            write_json(rows, json_path)
+    except OSError as e:  # the table is printed above, so no grading is lost
+        print(f"error: could not write the gradebook file ({e}); the table above is complete", file=sys.stderr)
+        return 2
     for f in failed:
         print(f"could not grade: {f}", file=sys.stderr)
     return 2 if failed else 0

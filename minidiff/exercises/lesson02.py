@@ -168,12 +168,13 @@ def _check_posterior_coefficients(fn: Callable, name: str) -> None:
                               f"{hint or 'index every coefficient by t; abar_(t-1) = alphas_cumprod_prev[t]'}.")
 
 
-def _reference_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labels=True, shift=0):
+def _reference_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labels=True, shift=0, clip=False):
+    """The ancestral chain of the build exercise, or a version with one mistake (for the hints and the tests)."""
     x = x_T
     for t in (order if order is not None else range(s.T - 1, -1, -1)):
         tt = torch.full((x.shape[0],), t, dtype=torch.long)
         eps = model(x, tt, y=y if labels else None)
-        x, _ = ddpm.p_sample(s, eps, x, t, noises[max(0, min(s.T - 1, t + shift))], clip_denoised=False)
+        x, _ = ddpm.p_sample(s, eps, x, t, noises[max(0, min(s.T - 1, t + shift))], clip_denoised=clip)
         if t == 0 and noise_at_0:
             x = x + s.betas[0].sqrt() * noises[0]
     return x
