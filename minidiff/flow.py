@@ -4,7 +4,8 @@ Continuous t in [0, 1], t = 1 is pure noise:
     x_t = (1 - t) x_0 + t eps,            eps ~ N(0, I)        (the "data definition": a straight line)
     v   = dx_t/dt = eps - x_0                                  (the "model definition": predict the velocity)
     loss = E || v_theta(x_t, t) - (eps - x_0) ||^2
-Sampling integrates dx/dt = v_theta from t = 1 down to 0 with Euler steps:  x <- x + (t_next - t) v_theta(x, t).
+Sampling integrates dx/dt = v_theta from t = 1 down to 0 with Euler steps:  x <- x + (t_next - t) v_theta(x, t)
+(or Heun's second-order steps, `heun_sample`).
 Models receive t itself, in [0, 1]; each scales it for its sinusoidal embedding (`time_factor` = 1000, as in Flux).
 """
 
@@ -141,6 +142,21 @@ def euler_sample(
     """
     from tqdm.auto import tqdm
 
+    shape, ts, device, cond, x, record = _start(model, shape, steps, cond, noise, generator, device, trajectory,
+                                                shift, timesteps)
+    steps = len(ts) - 1
+    for i in tqdm(range(steps), desc=f"Euler {steps} steps", disable=not progress, leave=False):
+        t_cur, t_next = float(ts[i]), float(ts[i + 1])
+        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        record.add(i, t_cur, x, x - t_cur * v)
+        x = x + (t_next - t_cur) * v
+    return record.result(x, float(ts[-1]), "Euler sampling")
+
+
+def _start(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, noise: torch.Tensor | None,
+           generator: torch.Generator | None, device: torch.device | str | None, trajectory: bool | int,
+           shift: float, timesteps: torch.Tensor | None) -> tuple:
+    """What the flow samplers check and set up before their loop: shape, time grid, device, cond, x_1, recorder."""
     shape = check_shape(shape)
     if timesteps is None:
         ts = euler_timesteps(steps, shift)
@@ -149,17 +165,52 @@ def euler_sample(
         if len(ts) < 2 or not bool((ts[1:] < ts[:-1]).all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
             raise ValueError("timesteps must be a decreasing grid of at least 2 points in [0, 1], got "
                              f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
-        steps = len(ts) - 1
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
-    x = initial_noise(shape, noise, generator, device)
-    record = TrajectoryRecorder(trajectory)
-    for i in tqdm(range(steps), desc=f"Euler {steps} steps", disable=not progress, leave=False):
+    return shape, ts, device, cond, initial_noise(shape, noise, generator, device), TrajectoryRecorder(trajectory)
+
+
+@torch.no_grad()
+def heun_sample(
+    model: Model,
+    shape: tuple[int, ...],
+    *,
+    steps: int = 10,
+    cond: Cond | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    trajectory: bool | int = False,
+    progress: bool = True,
+    shift: float = 1.0,
+    timesteps: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+    """Heun's method (the explicit trapezoidal rule; Karras et al. 2022, "EDM", algorithm 1) on the same grid as
+    `euler_sample`: an Euler step predicts x at t_next, the slope there corrects it, and the step uses their mean:
+
+        v1 = model(x, t_cur);  x_pred = x + (t_next - t_cur) v1;  v2 = model(x_pred, t_next)
+        x <- x + (t_next - t_cur) (v1 + v2) / 2
+
+    The step that ends at t = 0 stays a plain Euler step (EDM's algorithm and diffusers'
+    `FlowMatchHeunDiscreteScheduler` do the same), so `steps` steps cost 2 * steps - 1 model calls; the error
+    shrinks like 1/steps^2 instead of Euler's 1/steps. Same arguments and returns as `euler_sample`.
+    """
+    from tqdm.auto import tqdm
+
+    shape, ts, device, cond, x, record = _start(model, shape, steps, cond, noise, generator, device, trajectory,
+                                                shift, timesteps)
+    steps = len(ts) - 1
+    for i in tqdm(range(steps), desc=f"Heun {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
-        record.add(i, t_cur, x, x - t_cur * v)
-        x = x + (t_next - t_cur) * v
-    return record.result(x, float(ts[-1]), "Euler sampling")
+        v1 = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        record.add(i, t_cur, x, x - t_cur * v1)
+        x_pred = x + (t_next - t_cur) * v1
+        if t_next == 0:  # the last step stays an Euler step, as in EDM and diffusers
+            x = x_pred
+            continue
+        v2 = model(x_pred, torch.full((shape[0],), t_next, device=device), **cond).float()
+        x = x + (t_next - t_cur) * (v1 + v2) / 2
+    return record.result(x, float(ts[-1]), "Heun sampling")
 
 
 # ------------------------------------------------------------------------------------- the unified view

@@ -22,6 +22,7 @@ def _samplers():
         "ddpm": lambda model, **kw: ddpm.p_sample_loop(model, SCHEDULE, SHAPE, steps=SCHEDULE.T, **kw),
         "ddim": lambda model, **kw: ddim.ddim_sample(model, SCHEDULE, SHAPE, steps=5, **kw),
         "euler": lambda model, **kw: flow.euler_sample(model, SHAPE, steps=5, **kw),
+        "heun": lambda model, **kw: flow.heun_sample(model, SHAPE, steps=3, **kw),
     }
 
 
@@ -32,7 +33,7 @@ def _unet() -> UNet:
     return m
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "euler"])
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "euler", "heun"])
 @pytest.mark.parametrize("guided", [False, True])
 def test_every_sampler_takes_the_same_keywords_on_a_class_conditional_model(name, guided):
     model = _unet()

@@ -12,10 +12,15 @@ import torch
 from minidiff import ddim, ddpm, flow
 from minidiff import exercises as ex
 from minidiff.ddpm import forward_step, q_sample
+from minidiff.exercises import lesson01 as _lesson01
 from minidiff.exercises import lesson02 as _lesson02
 from minidiff.exercises import lesson03 as _lesson03
+from minidiff.exercises import lesson04 as _lesson04
 from minidiff.exercises import lesson05 as _lesson05
-from minidiff.schedules import linear_beta_schedule, make_schedule
+from minidiff.exercises import lesson06 as _lesson06
+from minidiff.models.text import clip_loss
+from minidiff.models.vae import causal_pad
+from minidiff.schedules import cosine_beta_schedule, linear_beta_schedule, make_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ex.lesson_notebooks(str(ROOT / "notebooks"))
@@ -554,6 +559,94 @@ CASES.update({
 assert _mmdit  # the module is used by the checks under test
 
 
+# ----------------------------------------------------------------- the build exercises of lessons 01, 04, 06 and 07
+
+
+def _heun(m, x1, steps):
+    return flow.heun_sample(m, tuple(x1.shape), steps=steps, noise=x1, progress=False)
+
+
+def _causal_conv3d(x, w, b, stride):
+    kt, kh, kw = w.shape[2:]
+    return torch.nn.functional.conv3d(causal_pad(x, kt - 1), w, b, stride=stride, padding=(0, kh // 2, kw // 2))
+
+
+def _clip_step(kind: str = "right"):
+    import math
+
+    def step(clip, opt, latents, prompts):
+        scale = {"unclipped": clip.logit_scale.exp(), "log": clip.logit_scale}.get(
+            kind, clip.logit_scale.clamp(max=math.log(100)).exp())
+        loss = clip_loss(clip.embed_text(prompts), clip.embed_video(latents), scale)
+        if kind not in ("no zero_grad", "stale only"):
+            opt.zero_grad()
+        if kind not in ("no backward", "stale only"):
+            loss.backward()
+        if kind == "zero_grad after backward":
+            opt.zero_grad()
+        if kind != "no step":
+            opt.step()
+        return clip.loss(latents, prompts).item() if kind == "loss after" else loss.item()
+
+    return step
+
+
+CASES.update({
+    "cosine_schedule": (
+        ex.check_cosine_schedule,
+        cosine_beta_schedule,
+        [
+            (lambda T, s, m: _lesson01._cosine_variant(T, s, m, clip=False), "clip the betas at max_beta"),
+            (lambda T, s, m: _lesson01._cosine_variant(T, s, m, squared=False), "squared cosine"),
+            (lambda T, s, m: _lesson01._cosine_variant(T, s, m, offset=False), "offset s goes inside"),
+            (lambda T, s, m: _lesson01._cosine_variant(T, s, m, ratio=False), "ratio of neighbours"),
+            (lambda T, s, m: _lesson01._cosine_variant(T, s, m, points=T), "values of alphas_cumprod, at u = 0"),
+            (lambda T, s, m: cosine_beta_schedule(T, s, m).flip(0), "must grow with t"),
+            (lambda T, s, m: cosine_beta_schedule(T, 0.008, 0.999), "s=0.1, max_beta=0.5"),
+        ],
+    ),
+    "heun_sampler": (
+        ex.check_heun_sampler,
+        _heun,
+        [
+            (lambda m, x, n: _lesson04._heun_variant(m, x, n, correct=False), "that is Euler's method"),
+            (lambda m, x, n: _lesson04._heun_variant(m, x, n, last=True), "keep the plain Euler step"),
+            (lambda m, x, n: _lesson04._heun_variant(m, x, n, t2="cur"), "model(x_pred, t_next), not t_cur"),
+            (lambda m, x, n: _lesson04._heun_variant(m, x, n, mix="v2"), "average the two slopes"),
+            (lambda m, x, n: _lesson04._heun_variant(m, x, n, start="pred"), "not from x_pred"),
+            (lambda m, x, n: _heun(m, x, 2 * n), "model calls"),
+        ],
+    ),
+    "causal_conv3d": (
+        ex.check_causal_conv3d,
+        _causal_conv3d,
+        [
+            (lambda x, w, b, st: _lesson06._conv3d_variant(x, w, b, st, time="both"), "padded time on both sides"),
+            (lambda x, w, b, st: _lesson06._conv3d_variant(x, w, b, st, time="last"), "not after the last frame"),
+            (lambda x, w, b, st: _lesson06._conv3d_variant(x, w, b, st, time="zeros"), "repeats frame 0"),
+            (lambda x, w, b, st: _lesson06._conv3d_variant(x, w, b, st, use_bias=False), "add the bias"),
+            (lambda x, w, b, st: torch.nn.functional.conv3d(x, w, b, stride=st, padding=(0, 1, 1)),
+             "returned shape"),
+            (lambda x, w, b, st: _causal_conv3d(x, w, b, (1, 1, 1)), "with the stride"),
+        ],
+    ),
+    "clip_training_step": (
+        ex.check_clip_training_step,
+        _clip_step(),
+        [
+            (_clip_step("unclipped"), "clip the temperature"),
+            (_clip_step("log"), "use its exp()"),
+            (_clip_step("no zero_grad"), "left over from an earlier step"),
+            (_clip_step("no step"), "did not change"),
+            (_clip_step("zero_grad after backward"), "did not change"),
+            (_clip_step("no backward"), "after loss.backward()"),
+            (_clip_step("stale only"), "only the stale gradients"),
+            (_clip_step("loss after"), "the loss you back-propagated"),
+        ],
+    ),
+})
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_check_passes_on_reference(name, capsys):
     check, ref, _ = CASES[name]
@@ -701,3 +794,14 @@ def test_check_rejects_junk_with_check_failed_never_a_raw_error(name):
             raise AssertionError(f"check_{name} given {kind} raised {type(e).__name__}: {e}") from None
         if kind not in ("nested lists", "numpy"):  # a list or array of the right numbers may be accepted
             raise AssertionError(f"check_{name} accepted {kind}")
+
+
+def test_a_solved_exercise_that_calls_an_unsolved_one_names_the_unsolved_one():
+    def causal_pad(x, time_pad):  # the learner's earlier exercise, still the stub
+        raise NotImplementedError()
+
+    def causal_conv3d(x, w, b, stride):
+        return torch.nn.functional.conv3d(causal_pad(x, w.shape[2] - 1), w, b, stride=stride)
+
+    with pytest.raises(ex.CheckFailed, match="causal_conv3d calls `causal_pad`, which is still the stub"):
+        ex.check_causal_conv3d(causal_conv3d)

@@ -18,7 +18,7 @@ from minidiff.exercises.grade import rows_from_executed
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = ROOT / "notebooks" / "01_forward_noising.ipynb"
-EXERCISES = ["forward_step", "linear_schedule", "closed_form_coefficients", "q_sample"]
+EXERCISES = ["forward_step", "linear_schedule", "cosine_schedule", "closed_form_coefficients", "q_sample"]
 
 
 def _stale_error(nb):
@@ -64,23 +64,23 @@ def test_grade_exits_0_and_prints_one_row_per_student_and_exercise(graded):
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(rows) == 5 * len(EXERCISES)
     assert "\x1b[" not in r.stdout  # no colour codes in the table
-    for line in ("right: 4/4 passed", "wrong: 3/4 passed", "unsolved: 0/4 passed", "syntax: 3/4 passed",
-                 "stale: 4/4 passed"):
+    for line in ("right: 5/5 passed", "wrong: 4/5 passed", "unsolved: 0/5 passed", "syntax: 4/5 passed",
+                 "stale: 5/5 passed"):
         assert line in r.stdout, r.stdout
 
 
 def test_grade_statuses_and_details(graded):
     _, rows, report = graded
     got = {(row["student"], row["exercise"]): (row["status"], row["detail"]) for row in rows}
-    assert [got[("right", e)][0] for e in EXERCISES] == ["passed"] * 4
-    assert [got[("stale", e)][0] for e in EXERCISES] == ["passed"] * 4  # outputs are stripped before running
+    assert [got[("right", e)][0] for e in EXERCISES] == ["passed"] * 5
+    assert [got[("stale", e)][0] for e in EXERCISES] == ["passed"] * 5  # outputs are stripped before running
     assert got[("wrong", "forward_step")][0] == "wrong"
     assert "sqrt(beta_t), not beta_t" in got[("wrong", "forward_step")][1]
     assert {got[("unsolved", e)][0] for e in EXERCISES} == {"unsolved"}
     status, detail = got[("syntax", "linear_schedule")]
     assert status == "error" and detail.startswith("SyntaxError in cell")
     assert got[("syntax", "forward_step")][0] == "passed"
-    assert report["scores"]["wrong"] == {"passed": 3, "graded": 4}
+    assert report["scores"]["wrong"] == {"passed": 4, "graded": 5}
 
 
 def test_grade_refuses_what_it_cannot_grade(tmp_path):
@@ -96,7 +96,7 @@ def test_a_check_that_never_ran_is_not_reached():
     nb = nbformat.read(str(LESSON), as_version=4)
     nb = ex.build_student_notebook(nb)
     rows = rows_from_executed(nb, "x", "01")
-    assert [r.status for r in rows] == ["not reached"] * 4 and [r.exercise for r in rows] == EXERCISES
+    assert [r.status for r in rows] == ["not reached"] * 5 and [r.exercise for r in rows] == EXERCISES
 
 
 def test_pytest_route_passes_a_right_answer_with_a_stale_error_output(tmp_path):

@@ -23,13 +23,19 @@ from .build import (
     strip_solutions,
     student_text,
 )
-from .lesson01 import check_closed_form_coefficients, check_forward_step, check_linear_schedule, check_q_sample
+from .lesson01 import (
+    check_closed_form_coefficients,
+    check_cosine_schedule,
+    check_forward_step,
+    check_linear_schedule,
+    check_q_sample,
+)
 from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0, check_sample_loop
 from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_invert, check_slerp
-from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_velocity_loss
+from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_heun_sampler, check_velocity_loss
 from .lesson05 import check_cfg_combine, check_dit_block, check_modulate, check_patchify, check_unpatchify
-from .lesson06 import check_causal_pad, check_kl_divergence, check_reparameterize
-from .lesson07 import check_clip_loss, check_pool_at_eos, check_prompt_to_ids
+from .lesson06 import check_causal_conv3d, check_causal_pad, check_kl_divergence, check_reparameterize
+from .lesson07 import check_clip_loss, check_clip_training_step, check_pool_at_eos, check_prompt_to_ids
 from .lesson08 import (
     check_apply_rope,
     check_double_stream_block,
@@ -52,6 +58,7 @@ __all__ = [
     "student_text",
     "check_forward_step",
     "check_linear_schedule",
+    "check_cosine_schedule",
     "check_closed_form_coefficients",
     "check_q_sample",
     "check_posterior",
@@ -66,6 +73,7 @@ __all__ = [
     "check_invert",
     "check_velocity_loss",
     "check_euler_sampler",
+    "check_heun_sampler",
     "check_estimates_from_velocity",
     "check_patchify",
     "check_unpatchify",
@@ -75,9 +83,11 @@ __all__ = [
     "check_reparameterize",
     "check_kl_divergence",
     "check_causal_pad",
+    "check_causal_conv3d",
     "check_prompt_to_ids",
     "check_pool_at_eos",
     "check_clip_loss",
+    "check_clip_training_step",
     "check_pack",
     "check_apply_rope",
     "check_modulated_residual",

@@ -20,6 +20,15 @@ def call(fn: Callable, name: str, *args: Any) -> Any:
     except NotImplementedError as e:
         if str(e):  # torch's own NotImplementedError (an op missing for a dtype or device) carries a message
             raise CheckFailed(f"{name} raised NotImplementedError from inside torch: {str(e)[:300]}") from None
+        frame = e.__traceback__
+        while frame.tb_next is not None:
+            frame = frame.tb_next
+        where = frame.tb_frame.f_code.co_name  # the function whose body is still `raise NotImplementedError()`
+        if where != getattr(fn, "__name__", where) and where.isidentifier():
+            raise CheckFailed(
+                f"{name} calls `{where}`, which is still the stub: solve that exercise first (or call the package's "
+                "version), then run this cell again."
+            ) from None
         raise CheckFailed(
             f"{name} is still the stub: replace `raise NotImplementedError()` with your code, then run this cell again."
         ) from None

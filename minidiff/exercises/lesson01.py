@@ -102,3 +102,55 @@ def check_q_sample(fn: Callable) -> None:
             "index the coefficients with t, reshape them to (B, 1, 1, 1) and compute a * x0 + b * noise."
         )
     ok(name, f"correct for a batch with t = {t.tolist()}")
+
+
+def _cosine_variant(T: int, s: float, max_beta: float, *, squared: bool = True, points: int | None = None,
+                    offset: bool = True, clip: bool = True, ratio: bool = True) -> torch.Tensor:
+    """The cosine schedule with one thing changed: the likely mistakes the check names."""
+    import math
+
+    n = T + 1 if points is None else points
+    u = torch.linspace(0, 1, n, dtype=torch.float64)
+    ss = s if offset else 0.0
+    f = torch.cos((u + ss) / (1 + ss) * math.pi / 2) ** (2 if squared else 1)
+    abar = f / f[0]
+    betas = 1 - abar[1:] / abar[:-1] if ratio else 1 - abar[1:]
+    return betas.clamp(max=max_beta) if clip else betas
+
+
+def check_cosine_schedule(fn: Callable) -> None:
+    """fn(T, s, max_beta) -> the T betas of the cosine schedule (Nichol & Dhariwal 2021), clipped at max_beta."""
+    name = "cosine_beta_schedule"
+    for T, s, max_beta in [(1000, 0.008, 0.999), (10, 0.008, 0.999), (7, 0.1, 0.5)]:
+        out = call(fn, name, T, s, max_beta)
+        if isinstance(out, torch.Tensor) and out.ndim == 1 and len(out) in (T - 1, T + 1):
+            raise CheckFailed(f"{name}(T={T}, ...) returned {len(out)} betas, expected T = {T}. Hint: T + 1 values of "
+                              "alphas_cumprod, at u = 0, 1/T, ..., 1 (torch.arange(T + 1) / T), give T ratios.")
+        got = as_tensor(out, f"{name}(T={T}, s={s}, max_beta={max_beta})", (T,))
+        want = schedules.cosine_beta_schedule(T, s, max_beta).double()
+        if close(got, want, atol=1e-6, rtol=1e-4):
+            continue
+        if not bool(torch.isfinite(got).all()):
+            hint = "some betas are NaN or infinite: divide alphas_cumprod(t/T) by alphas_cumprod((t-1)/T), which " \
+                   "is never 0 for t <= T, and clip the result"
+        else:
+            suspects = [
+                (dict(clip=False), f"clip the betas at max_beta = {max_beta} (the last one would be 1: "
+                                   "alphas_cumprod(1) = 0, a step that destroys everything)"),
+                (dict(squared=False), "f(u) is the squared cosine, cos(...) ** 2"),
+                (dict(offset=False), "the offset s goes inside the cosine: (u + s) / (1 + s) * pi / 2"),
+                (dict(ratio=False), "beta_t is 1 - alphas_cumprod(t/T) / alphas_cumprod((t-1)/T), one minus the "
+                                    "ratio of neighbours, not 1 - alphas_cumprod(t/T)"),
+                (dict(ratio=False, clip=False), "beta_t is 1 - alphas_cumprod(t/T) / alphas_cumprod((t-1)/T), one "
+                                                "minus the ratio of neighbours, not 1 - alphas_cumprod(t/T)"),
+            ]
+            hint = next((h for kw, h in suspects if close(got, _cosine_variant(T, s, max_beta, **kw), atol=1e-6,
+                                                          rtol=1e-4)), None)
+            if hint is None and close(got.flip(0), want, atol=1e-6, rtol=1e-4):
+                hint = "the betas must grow with t: beta_1 is the smallest, beta_T the largest"
+            hint = hint or ("u = arange(T + 1) / T; f = cos((u + s) / (1 + s) * pi / 2) ** 2; "
+                            "betas = 1 - f[1:] / f[:-1], clipped at max_beta")
+        i = int((got - want).abs().argmax())
+        raise CheckFailed(f"{name}(T={T}, s={s}, max_beta={max_beta}): beta[{i}] is {float(got[i]):.6g}, expected "
+                          f"{float(want[i]):.6g}. Hint: {hint}.")
+    ok(name, "matches the cosine schedule for T = 1000, 10, 7, two offsets s and two clips")

@@ -82,3 +82,58 @@ def check_estimates_from_velocity(fn: Callable) -> None:
     if not close(b, eps, atol=1e-6):
         raise CheckFailed(f"{name}: eps_hat does not recover eps. Hint: eps = x0 + v, so eps_hat = x0_hat + v.")
     ok(name, "recovers x0 and eps exactly for t = 0, 0.1, 0.5, 0.9, 1")
+
+
+def _heun_variant(model: Callable, x1: torch.Tensor, steps: int, *, correct: bool = True, last: bool = False,
+                  t2: str = "next", mix: str = "mean", start: str = "x") -> torch.Tensor:
+    """Heun's sampler on the uniform grid with one thing changed: the likely mistakes the check names."""
+    ts = torch.linspace(1, 0, steps + 1, dtype=torch.float64)
+    x = x1.clone()
+    for i in range(steps):
+        t_cur, t_next = float(ts[i]), float(ts[i + 1])
+        dt = t_next - t_cur
+        v1 = model(x, torch.full((len(x),), t_cur))
+        x_pred = x + dt * v1
+        if not correct or (t_next == 0 and not last):
+            x = x_pred
+            continue
+        v2 = model(x_pred, torch.full((len(x),), t_next if t2 == "next" else t_cur))
+        slope = (v1 + v2) / 2 if mix == "mean" else v2
+        x = (x if start == "x" else x_pred) + dt * slope
+    return x
+
+
+def check_heun_sampler(fn: Callable) -> None:
+    """fn(model, x1, steps) -> x at t = 0 by Heun's method on linspace(1, 0, steps + 1), the last step plain Euler."""
+    name = "heun_sampler"
+    g = torch.Generator().manual_seed(34)
+    x1 = torch.randn(16, 2, generator=g).double()
+    for steps in (1, 3, 10):
+        calls: list[int] = []
+
+        def model(x: torch.Tensor, t: torch.Tensor, calls: list[int] = calls) -> torch.Tensor:
+            calls.append(1)
+            return _toy_field(x, t)
+
+        got = as_tensor(call(fn, name, model, x1.clone(), steps), f"{name}(model, x1, steps={steps})", x1.shape)
+        want = flow.heun_sample(_toy_field, tuple(x1.shape), steps=steps, noise=x1, progress=False).double()
+        if close(got, want, atol=1e-5, rtol=1e-4):
+            continue
+        suspects = [
+            (dict(correct=False), "that is Euler's method: after the Euler prediction x_pred, evaluate the slope "
+                                  "v2 = model(x_pred, t_next) and step from x with the mean slope (v1 + v2) / 2"),
+            (dict(last=True), "on the last step (t_next = 0) keep the plain Euler step, as EDM and diffusers' "
+                              "FlowMatchHeunDiscreteScheduler do: the correction there is skipped"),
+            (dict(t2="cur"), "evaluate the second slope at the end of the step: model(x_pred, t_next), not t_cur"),
+            (dict(mix="v2"), "average the two slopes, (v1 + v2) / 2: the slope at the end alone is a backward Euler "
+                             "guess, still first order"),
+            (dict(start="pred"), "the corrected step starts again from x (the start of the step), not from x_pred"),
+        ]
+        hint = next((h for kw, h in suspects if close(got, _heun_variant(_toy_field, x1, steps, **kw), atol=1e-5,
+                                                      rtol=1e-4)), None)
+        if hint is None:
+            hint = ("for each step: v1 = model(x, t_cur); x_pred = x + (t_next - t_cur) v1; unless t_next = 0: "
+                    "v2 = model(x_pred, t_next) and x = x + (t_next - t_cur) (v1 + v2) / 2; else x = x_pred")
+        raise CheckFailed(f"{name}: wrong result with {steps} step{'s' * (steps > 1)} ({len(calls)} model calls; "
+                          f"Heun makes {2 * steps - 1}). Hint: {hint}.")
+    ok(name, "matches Heun's method (last step Euler) from t = 1 to 0 with 1, 3 and 10 steps")
