@@ -2,6 +2,7 @@
 
     python -m minidiff.exercises build    # rewrite notebooks/exercises/ from notebooks/
     python -m minidiff.exercises check    # exit 1 if they are out of date
+    python -m minidiff.exercises nbgrader COURSE_DIR   # the lessons as an nbgrader course (nbgrader_source.py)
 """
 
 from __future__ import annotations
@@ -163,7 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--timeout", type=int, default=300, help="seconds per cell before the rest is 'not reached'")
     g.add_argument("--full", action="store_true",
                    help="run trainings at the learners' budgets (default: the test budgets, MINIDIFF_FAST=1)")
+    n = sub.add_parser("nbgrader", help="write the lessons as an nbgrader course (source/ with nbgrader metadata)",
+                       description="Write COURSE_DIR/source/NN_name/NN_name.ipynb for nbgrader's generate_assignment.")
+    n.add_argument("course_dir", help="the nbgrader course folder (it gets a source/ subfolder)")
+    n.add_argument("--lessons", nargs="*", default=None, metavar="NN", help="lesson numbers (default: all)")
+    n.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
     a = p.parse_args(argv)
+    if a.command == "nbgrader":
+        from .nbgrader_source import write_course
+
+        if not lesson_notebooks(a.root):
+            print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
+            return 2
+        for target in write_course(a.course_dir, a.root, a.lessons):
+            print(f"wrote {target}")
+        return 0
     if a.command == "grade":
         from .grade import main as grade_main
 
