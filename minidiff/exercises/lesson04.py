@@ -22,6 +22,7 @@ def check_velocity_loss(fn: Callable) -> None:
     g = torch.Generator().manual_seed(31)
     x0, noise = torch.randn(64, 2, generator=g).double(), torch.randn(64, 2, generator=g).double()
     t = torch.rand(64, generator=g).double()
+    t[:2] = torch.tensor([0.0, 1.0])  # the two ends: pure data and pure noise
     out = call(fn, name, _toy_field, x0.clone(), noise.clone(), t.clone())
     if not isinstance(out, torch.Tensor) or out.numel() != 1:
         raise CheckFailed(f"{name} should return a scalar tensor (use .mean())")

@@ -75,7 +75,7 @@ def check_causal_pad(fn: Callable) -> None:
         elif pad and close(out, torch.cat([xd[:, :, :pad], xd], 2)):
             hint = "those are frames 0..time_pad-1; repeat frame 0 itself, time_pad times"
         else:
-            hint = "torch.cat([x[:, :, :1].expand(-1, -1, time_pad, -1, -1), x], dim=2) (time is dim 2)"
+            hint = "repeat frame 0 (x[:, :, :1]) time_pad times and put the copies before the video, along time (dim 2)"
         raise CheckFailed(f"{name}: wrong result for x of shape {shape} with time_pad={pad}. Hint: {hint}.")
     ok(name, "frame 0 repeated in front, for 4 video shapes and time_pad = 0, 1, 2")
 

@@ -160,15 +160,15 @@ def check_clip_training_step(fn: Callable) -> None:
             t, v = ref.embed_text(prompts), ref.embed_video(latents)
             losses = {"unclipped": float(text.clip_loss(t, v, math.exp(5.0))), "log": float(text.clip_loss(t, v, 5.0))}
         if abs(out - losses["unclipped"]) < 1e-4:
-            hint = ("clip the temperature as CLIP does: scale = logit_scale.clamp(max=math.log(100)).exp(), so the "
-                    "scale never exceeds 100 (this model's logit_scale is 5.0 > log 100)")
+            hint = ("clip the temperature as CLIP does: clip logit_scale at log 100 before taking its exponential, so "
+                    "the scale never exceeds 100 (this model's logit_scale is 5.0 > log 100)")
         elif abs(out - losses["log"]) < 1e-4:
             hint = "logit_scale is the log of the scale (CLIP learns log(1 / temperature)): use its exp()"
         elif abs(out - float(mine.loss(latents, prompts).detach())) < 1e-4:  # the loss after the step
             hint = "return the loss you back-propagated (computed before optimizer.step()), not a new one"
         else:
-            hint = ("loss = clip_loss(clip.embed_text(prompts), clip.embed_video(latents), scale) with "
-                    "scale = logit_scale.clamp(max=math.log(100)).exp()")
+            hint = ("embed the prompts and the latents with the clip's two towers (unit vectors), take the scale as "
+                    "the exponential of logit_scale clipped at log 100, and compute your clip_loss")
         raise CheckFailed(f"{name}: returned loss {out:.5f}, expected {want_loss:.5f}. Hint: {hint}.")
     if not any(torch.allclose(got, want, atol=1e-5, rtol=1e-4) for _, want, _ in refs):
         _, want, grads = min(refs, key=lambda r: abs(out - r[0]))
