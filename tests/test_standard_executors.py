@@ -43,3 +43,45 @@ def test_nbconvert_execute_runs_a_student_version_to_the_end(tmp_path):
     assert all(c["execution_count"] is not None for c in code)
     errors = [o["ename"] for c in code for o in c["outputs"] if o["output_type"] == "error"]
     assert errors and set(errors) == {"CheckFailed"}  # only the unsolved checks fail
+
+
+def test_widget_cells_never_make_nbclient_send_on_the_shell_channel():
+    """What changed for the standard executors. nbclient mimics the front end of an Output widget: when a cell
+    captures output into one (`with out:`), nbclient registers an output hook and, for every captured output, sends a
+    comm_msg back to the kernel on the shell socket — the socket on which it is at the same moment waiting for that
+    cell's execute_reply. That concurrent send is the one thing the old widget cells did under nbclient that no other
+    cell does, and the stalls (kernel idle, reply sent, client waiting) came right after widget cells. The course's
+    widgets now set `Output.outputs` directly, so nbclient never registers a hook nor sends: counted here on a cell
+    that builds a widget and moves its slider, against a control cell that uses `with out:` (so the count can fail)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.output_widget import OutputWidget
+
+    counts = {"hooks": [], "sends": []}
+
+    class Counting(NotebookClient):
+        def register_output_hook(self, msg_id, hook):
+            counts["hooks"].append(self.code_cells_executed)
+            super().register_output_hook(msg_id, hook)
+
+    original = OutputWidget._publish_msg
+
+    def publish(self, *a, **kw):
+        counts["sends"].append(self.executor.code_cells_executed)
+        return original(self, *a, **kw)
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from minidiff.data import load_photo\n"
+                                  "from minidiff.widgets import noising_explorer\n"
+                                  "w = noising_explorer(load_photo(32), T=100)\ndisplay(w)\n"
+                                  "w.children[0].children[0].value = 50"),
+        nbformat.v4.new_code_cell("import ipywidgets as W\nout = W.Output()\ndisplay(out)\nwith out:\n"
+                                  "    print('captured')")])
+    OutputWidget._publish_msg = publish
+    try:
+        Counting(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        OutputWidget._publish_msg = original
+    assert "captured" not in str(nb.cells[1].outputs)  # it went into the widget, as in a browser
+    assert [c for c in counts["hooks"] if c == 1] == [] and [c for c in counts["sends"] if c == 1] == []
+    assert [c for c in counts["hooks"] if c == 2] and [c for c in counts["sends"] if c == 2]
