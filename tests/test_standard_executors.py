@@ -49,10 +49,11 @@ def test_widget_cells_never_make_nbclient_send_on_the_shell_channel():
     """What changed for the standard executors. nbclient mimics the front end of an Output widget: when a cell
     captures output into one (`with out:`), nbclient registers an output hook and, for every captured output, sends a
     comm_msg back to the kernel on the shell socket — the socket on which it is at the same moment waiting for that
-    cell's execute_reply. That concurrent send is the one thing the old widget cells did under nbclient that no other
-    cell does, and the stalls (kernel idle, reply sent, client waiting) came right after widget cells. The course's
-    widgets now set `Output.outputs` directly, so nbclient never registers a hook nor sends: counted here on a cell
-    that builds a widget and moves its slider, against a control cell that uses `with out:` (so the count can fail)."""
+    cell's execute_reply. That concurrent send is what the old widget cells made nbclient do and no other cell does,
+    and the stalls (kernel idle, reply sent, client waiting) came right after widget cells; whether it is the whole
+    cause is not proven (an isolated pyzmq reproduction lost no reply). The course's widgets now set `Output.outputs`
+    directly, so nbclient never registers a hook nor sends: counted here on a cell that builds a widget and moves its
+    slider, against a control cell that uses `with out:` (so the count can fail)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.output_widget import OutputWidget
