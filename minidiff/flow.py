@@ -140,23 +140,17 @@ def euler_sample(
     `timesteps` (a decreasing grid in [0, 1], e.g. the tail of `euler_timesteps`) replaces steps/shift; `noise` is then
     the starting x at timesteps[0] — a partly noised latent starts the sampler part-way (SDEdit-style).
     """
+    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, timesteps,
+                      heun=False)
+
+
+def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, noise: torch.Tensor | None,
+               generator: torch.Generator | None, device: torch.device | str | None, trajectory: bool | int,
+               progress: bool, shift: float, timesteps: torch.Tensor | None, heun: bool
+               ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+    """The one loop behind `euler_sample` and `heun_sample`: check the inputs, build the grid, take the steps."""
     from tqdm.auto import tqdm
 
-    shape, ts, device, cond, x, record = _start(model, shape, steps, cond, noise, generator, device, trajectory,
-                                                shift, timesteps)
-    steps = len(ts) - 1
-    for i in tqdm(range(steps), desc=f"Euler {steps} steps", disable=not progress, leave=False):
-        t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
-        record.add(i, t_cur, x, x - t_cur * v)
-        x = x + (t_next - t_cur) * v
-    return record.result(x, float(ts[-1]), "Euler sampling")
-
-
-def _start(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, noise: torch.Tensor | None,
-           generator: torch.Generator | None, device: torch.device | str | None, trajectory: bool | int,
-           shift: float, timesteps: torch.Tensor | None) -> tuple:
-    """What the flow samplers check and set up before their loop: shape, time grid, device, cond, x_1, recorder."""
     shape = check_shape(shape)
     if timesteps is None:
         ts = euler_timesteps(steps, shift)
@@ -167,7 +161,19 @@ def _start(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, 
                              f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
-    return shape, ts, device, cond, initial_noise(shape, noise, generator, device), TrajectoryRecorder(trajectory)
+    x = initial_noise(shape, noise, generator, device)
+    record = TrajectoryRecorder(trajectory)
+    name, steps = ("Heun" if heun else "Euler"), len(ts) - 1
+    for i in tqdm(range(steps), desc=f"{name} {steps} steps", disable=not progress, leave=False):
+        t_cur, t_next = float(ts[i]), float(ts[i + 1])
+        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        record.add(i, t_cur, x, x - t_cur * v)
+        x_next = x + (t_next - t_cur) * v
+        if heun and t_next != 0:  # Heun: the slope where the Euler step lands corrects it (not on the step to t = 0)
+            v_next = model(x_next, torch.full((shape[0],), t_next, device=device), **cond).float()
+            x_next = x + (t_next - t_cur) * (v + v_next) / 2
+        x = x_next
+    return record.result(x, float(ts[-1]), f"{name} sampling")
 
 
 @torch.no_grad()
@@ -195,22 +201,8 @@ def heun_sample(
     `FlowMatchHeunDiscreteScheduler` do the same), so `steps` steps cost 2 * steps - 1 model calls; the error
     shrinks like 1/steps^2 instead of Euler's 1/steps. Same arguments and returns as `euler_sample`.
     """
-    from tqdm.auto import tqdm
-
-    shape, ts, device, cond, x, record = _start(model, shape, steps, cond, noise, generator, device, trajectory,
-                                                shift, timesteps)
-    steps = len(ts) - 1
-    for i in tqdm(range(steps), desc=f"Heun {steps} steps", disable=not progress, leave=False):
-        t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        v1 = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
-        record.add(i, t_cur, x, x - t_cur * v1)
-        x_pred = x + (t_next - t_cur) * v1
-        if t_next == 0:  # the last step stays an Euler step, as in EDM and diffusers
-            x = x_pred
-            continue
-        v2 = model(x_pred, torch.full((shape[0],), t_next, device=device), **cond).float()
-        x = x + (t_next - t_cur) * (v1 + v2) / 2
-    return record.result(x, float(ts[-1]), "Heun sampling")
+    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, timesteps,
+                      heun=True)
 
 
 # ------------------------------------------------------------------------------------- the unified view

@@ -202,6 +202,20 @@ def test_heun_is_second_order_and_euler_first_order():
     assert len(calls) == 15
 
 
+def test_heun_sampler_refuses_bad_input_clearly():
+    def model(x, t):
+        return x
+
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        flow.heun_sample(model, (2, 3), steps=0, progress=False)
+    with pytest.raises(ValueError, match="timesteps must be a decreasing grid"):
+        flow.heun_sample(model, (2, 3), timesteps=torch.tensor([0.0, 1.0]), progress=False)
+    with pytest.raises(ValueError, match="noise"):
+        flow.heun_sample(model, (2, 3), noise=torch.zeros(4, 3), progress=False)
+    with pytest.raises(FloatingPointError, match="Heun sampling produced NaN"):
+        flow.heun_sample(lambda x, t: x * float("nan"), (2, 3), steps=2, progress=False)
+
+
 def test_flow_definitions():
     x0, eps = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
     xt = flow.interpolate(x0, eps, torch.tensor([0.0, 0.25]))

@@ -101,3 +101,13 @@ def test_autograde_scores_right_wrong_and_unsolved(course):
     graded = nbformat.read(str(course / "autograded" / "right" / LESSON / f"{LESSON}.ipynb"), as_version=4)
     first = next(c for c in graded.cells if c.cell_type == "code")
     assert "fast mode: True" in "".join(o.get("text", "") for o in first.outputs)  # the course config's test budgets
+
+
+def test_the_export_command_refuses_an_unknown_lesson_and_a_file_as_course(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "minidiff.exercises", "nbgrader", str(tmp_path / "c"), "--lessons", "99"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "no lesson numbered 99" in r.stderr and not (tmp_path / "c").exists()
+    (tmp_path / "f").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "minidiff.exercises", "nbgrader", str(tmp_path / "f")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "is a file" in r.stderr

@@ -176,7 +176,20 @@ def main(argv: list[str] | None = None) -> int:
         if not lesson_notebooks(a.root):
             print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
             return 2
-        for target in write_course(a.course_dir, a.root, a.lessons):
+        known = sorted(os.path.basename(p)[:2] for p in lesson_notebooks(a.root))
+        unknown = [n for n in a.lessons or [] if n not in known]
+        if unknown:
+            print(f"no lesson numbered {', '.join(unknown)}; the lessons are {' '.join(known)}", file=sys.stderr)
+            return 2
+        if os.path.exists(a.course_dir) and not os.path.isdir(a.course_dir):
+            print(f"{a.course_dir!r} is a file; give a folder for the nbgrader course", file=sys.stderr)
+            return 2
+        try:
+            written = write_course(a.course_dir, a.root, a.lessons)
+        except (OSError, ValueError) as e:  # an unwritable folder, or a lesson nbgrader would misread
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for target in written:
             print(f"wrote {target}")
         return 0
     if a.command == "grade":
