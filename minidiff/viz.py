@@ -146,10 +146,29 @@ def show_video_frames(videos: torch.Tensor, title: str | None = None, row_labels
     return ax
 
 
-def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fps: int = 4, scale: float = 1.6):
-    """A looping HTML animation of videos (B, C, T, H, W) in [-1, 1], side by side (for Jupyter: display it)."""
-    from IPython.display import HTML
-    from matplotlib import animation
+class VideoAnimation:
+    """A looping GIF, shown by Jupyter as an image (an `image/gif` output). It needs no JavaScript and nothing from
+    the network, so it plays offline, in an untrusted notebook and on a web viewer of the repository alike."""
+
+    def __init__(self, gif: bytes, n_videos: int, n_frames: int, fps: int):
+        self.gif, self.n_videos, self.n_frames, self.fps = gif, n_videos, n_frames, fps
+
+    def __repr__(self) -> str:
+        return f"<animation: {self.n_videos} video(s), {self.n_frames} frames at {self.fps} fps>"
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        import base64
+
+        return {"image/gif": base64.b64encode(self.gif).decode("ascii"), "text/plain": repr(self)}
+
+
+def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fps: int = 4,
+                   scale: float = 1.6) -> VideoAnimation:
+    """Videos (B, C, T, H, W) in [-1, 1], side by side with optional titles, as a looping GIF for Jupyter
+    (display it, or leave it last in a cell). Each frame is drawn with matplotlib, then the frames are joined."""
+    import io
+
+    from PIL import Image
 
     v = _check_videos(videos)
     b, c, t = v.shape[:3]
@@ -162,16 +181,18 @@ def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fp
         if titles:
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
-
-    def update(k: int):
+    frames = []
+    for k in range(t):
         for i, im in enumerate(ims):
             im.set_data(to_numpy_image(v[i, :, k][None]))
-        return ims
-
-    anim = animation.FuncAnimation(fig, update, frames=t, interval=1000 // fps, blit=True)
-    html = HTML(anim.to_jshtml(fps=fps, default_mode="loop"))
+        fig.canvas.draw()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+        frames.append(Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
     plt.close(fig)
-    return html
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
+                   disposal=1)
+    return VideoAnimation(buf.getvalue(), b, t, fps)
 
 
 def video_strip_frames(videos: torch.Tensor, scale: int = 4, gap: int = 2) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,20 +32,51 @@ def _figure_output(fig: plt.Figure) -> dict:
             "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": repr(fig)}}
 
 
-def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None):
+IDLE_NOTE = ("<small>Moving a control redraws the picture while this notebook's kernel runs; in a saved copy "
+             "the controls do nothing (a still of this widget follows it).</small>")
+
+
+@cache
+def _explorer_box_class():
+    import ipywidgets as W
+
+    class ExplorerBox(W.VBox):
+        """A VBox whose plain-text form reads "[name: an interactive widget ...]" instead of "VBox(children=(HBox(...":
+        Jupyter shows that text wherever the widget itself cannot be drawn (an untrusted notebook, a web viewer of
+        the repository, a plain-text export)."""
+
+        explorer_name = "explorer"
+
+        def __repr__(self) -> str:
+            return f"[{self.explorer_name}: an interactive widget; run the notebook to use it, a still follows]"
+
+    return ExplorerBox
+
+
+def _explorer_box(children: Sequence, name: str):
+    box = _explorer_box_class()(list(children))
+    box.explorer_name = name
+    return box
+
+
+def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None,
+                 name: str = "explorer", busy: str = "drawing"):
     """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
-    return VBox([*rows, output]) (rows default to the controls, one per row).
+    return a box of [*rows, status line, output] (rows default to the controls, one per row).
 
     The figures `draw()` opens are rendered to PNG and set as the Output's `outputs` directly, rather than captured
     with `with out:` (which routes the kernel's display messages through the Output widget's capture protocol, a
-    path standard notebook executors handle less robustly, and which a headless test cannot see). An error in
-    `draw()` (an unknown word typed in a prompt box, say) replaces the figure by a readable message in the same
-    output area: raised in a widget callback it would otherwise reach only the kernel's log."""
+    path standard notebook executors handle less robustly, and which a headless test cannot see). The status line
+    says "busy..." while `draw()` runs, and otherwise that the controls need a running kernel. A ValueError in
+    `draw()` (an unknown word typed in a prompt box, say) replaces the figure by its message, as text, in the same
+    output area; raised in a widget callback it would otherwise reach only the kernel's log."""
     import ipywidgets as W
 
     out = W.Output()
+    status = W.HTML(value=IDLE_NOTE)
 
     def redraw(_change=None) -> None:
+        status.value = f"<b>⏳ {busy}…</b>"
         before = set(plt.get_fignums())
         try:
             draw()
@@ -56,13 +88,25 @@ def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | 
         except Exception as e:  # show it where the learner is looking, and drop the stale figure
             for n in set(plt.get_fignums()) - before:
                 plt.close(n)
+            what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             out.outputs = ({"output_type": "stream", "name": "stdout",
-                            "text": f"⚠ {type(e).__name__}: {e}\n(change the controls above and it redraws)\n"},)
+                            "text": f"⚠ {what}\n(change the controls above and it redraws)\n"},)
+        finally:
+            status.value = IDLE_NOTE
 
     for c in controls:
         c.observe(redraw, names="value")
     redraw()
-    return W.VBox([*(rows if rows is not None else controls), out])
+    return _explorer_box([*(rows if rows is not None else controls), status, out], name)
+
+
+def _precompute(keys: Sequence, compute: Callable, what: str) -> dict:
+    """{key: compute(key)} for every key, with a progress bar. A widget that samples on every move answers in
+    seconds; one that looks its pictures up answers in the time it takes to draw them."""
+    from tqdm.auto import tqdm
+
+    return {k: compute(k) for k in tqdm(list(keys), desc=what, leave=False)}
+
 
 # --------------------------------------------------------------------------------------------- noising explorer
 
@@ -166,7 +210,7 @@ def noising_explorer(image: torch.Tensor, T: int = 1000, seed: int = 0):
         fig.suptitle(frame.title, fontsize=10)
         fig.tight_layout()
 
-    return _interactive([t_slider, dropdown], draw, [W.HBox([t_slider, dropdown])])
+    return _interactive([t_slider, dropdown], draw, [W.HBox([t_slider, dropdown])], name="noising explorer")
 
 
 # ---------------------------------------------------------------------------------------- reverse-chain explorer
@@ -222,7 +266,7 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
         draw_reverse_chain_frame(frame, axes)
         fig.suptitle(frame.title)
 
-    return _interactive([slider], draw)
+    return _interactive([slider], draw, name="reverse-chain explorer")
 
 
 # -------------------------------------------------------------------------------------------------- DDIM explorer
@@ -250,19 +294,28 @@ def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, label
 
 
 def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None = None,
-                  nrow: int = 8):
-    """Sliders for the number of DDIM steps and eta, over one fixed batch of starting noise."""
+                  nrow: int = 8, steps: Sequence[int] = (1, 2, 5, 10, 20, 50, 100),
+                  etas: Sequence[float] = (0.0, 0.5, 1.0)):
+    """Sliders for the number of DDIM steps and eta, over one fixed batch of starting noise.
+
+    Every (steps, eta) grid is sampled once, when the widget is built (a progress bar shows it: 188 x 3 network
+    calls for the defaults), so that moving a slider only looks its grid up and draws it."""
     import ipywidgets as W
 
-    steps = W.SelectionSlider(options=[1, 2, 5, 10, 20, 50, 100], value=20, description="steps",
-                              continuous_update=False)
-    eta = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.25, description="eta", continuous_update=False)
+    steps, etas = [int(n) for n in steps], [float(e) for e in etas]
+    if not steps or not etas:
+        raise ValueError("ddim_explorer needs at least one step count and one eta")
+    grids = _precompute([(n, e) for n in steps for e in etas],
+                        lambda k: ddim_explorer_frame(model, schedule, x_T, labels, k[0], k[1], nrow=nrow),
+                        "sampling every (steps, eta)")
+    steps_slider = W.SelectionSlider(options=steps, value=20 if 20 in steps else steps[0], description="steps",
+                                     continuous_update=False)
+    eta = W.SelectionSlider(options=etas, value=etas[0], description="eta", continuous_update=False)
 
     def draw() -> None:
-        grid = ddim_explorer_frame(model, schedule, x_T, labels, steps.value, eta.value, nrow=nrow)
-        _draw_grid(grid, f"DDIM, {steps.value} steps, eta = {eta.value}")
+        _draw_grid(grids[steps_slider.value, eta.value], f"DDIM, {steps_slider.value} steps, eta = {eta.value:g}")
 
-    return _interactive([steps, eta], draw, [W.HBox([steps, eta])])
+    return _interactive([steps_slider, eta], draw, [W.HBox([steps_slider, eta])], name="DDIM explorer")
 
 
 # ------------------------------------------------------------------------------------------ flow particles (2-D)
@@ -316,7 +369,7 @@ def flow_particles_explorer(trajectory: list, model, target: np.ndarray | None =
         _, ax = plt.subplots(figsize=(5, 5))
         draw_flow_frame(flow_particles_frame(trajectory, slider.value, model), ax, target)
 
-    return _interactive([slider], draw)
+    return _interactive([slider], draw, name="flow-particles explorer")
 
 
 # ------------------------------------------------------------------------------------------------ patch explorer
@@ -381,7 +434,7 @@ def patch_explorer(image: torch.Tensor, sizes: tuple[int, ...] | None = None):
         _, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
         draw_patch_frame(patch_explorer_frame(image, pick.value), axes)
 
-    return _interactive([pick], draw)
+    return _interactive([pick], draw, name="patch explorer")
 
 
 # ---------------------------------------------------------------------------------------- guidance scale explorer
@@ -402,7 +455,8 @@ def cfg_explorer_frame(model, x_1: torch.Tensor, labels: torch.Tensor, scale: fl
 
 def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, steps: int = 20, nrow: int = 10,
                  scales: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)):
-    """A guidance-scale slider over one fixed batch of noise (grids are cached per scale)."""
+    """A guidance-scale slider over one fixed batch of noise. Every scale's grid is sampled once, when the widget
+    is built (with a progress bar), so that moving the slider only looks its grid up and draws it."""
     import ipywidgets as W
 
     from .utils import check_number
@@ -410,16 +464,15 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     scales = tuple(check_number(f"scales[{i}] (a guidance scale)", v, low=0.0) for i, v in enumerate(scales))
     if not scales:
         raise ValueError("scales must hold at least one guidance scale")
+    grids = _precompute(scales, lambda w: cfg_explorer_frame(model, x_1, labels, w, null, steps, nrow),
+                        "sampling every guidance scale")
     scale = W.SelectionSlider(options=list(scales), value=1.0 if 1.0 in scales else scales[0],
                               description="CFG scale", continuous_update=False)
-    cache: dict[float, np.ndarray] = {}
 
     def draw() -> None:
-        if scale.value not in cache:
-            cache[scale.value] = cfg_explorer_frame(model, x_1, labels, scale.value, null, steps, nrow)
-        _draw_grid(cache[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
+        _draw_grid(grids[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
 
-    return _interactive([scale], draw)
+    return _interactive([scale], draw, name="guidance-scale explorer")
 
 
 # ------------------------------------------------------------------------------------------ latent explorer (VAE)
@@ -437,8 +490,8 @@ def latent_walk_frame(vae, z_a: torch.Tensor, z_b: torch.Tensor, alpha: float) -
 
 
 def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None):
-    """Pick two videos and walk between their latents: rows show video A's reconstruction, the decoded mix and
-    video B's reconstruction, frame by frame (alpha = 0 is A's reconstruction, alpha = 1 is B's)."""
+    """Pick two videos and walk between their latents: the rows show video A itself, the decoded mix and video B
+    itself, frame by frame. The mix at alpha = 0 is decode(z_A), A's reconstruction (not A), at alpha = 1 B's."""
     import ipywidgets as W
 
     from .viz import show_video_frames
@@ -457,7 +510,7 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
                  captions[b.value] if captions else f"video {b.value}"]
         show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
 
-    return _interactive([a, b, alpha], draw, [W.HBox([a, b]), alpha])
+    return _interactive([a, b, alpha], draw, [W.HBox([a, b]), alpha], name="latent-walk explorer", busy="decoding")
 
 
 # ------------------------------------------------------------------------------------------------- prompt search
@@ -489,7 +542,8 @@ def prompt_search_frame(clip, prompt: str, captions: list[str], caption_emb: tor
 
 
 def draw_prompt_search_frame(frame: PromptSearchFrame, videos: torch.Tensor, fig: plt.Figure) -> None:
-    """Bars of the top captions' similarities (left) and the top videos' middle frames (right)."""
+    """Bars of the top captions' similarities (top) and the top videos' middle frames (below). A frame with an
+    error draws its message in red (the widget shows it as plain text instead: `prompt_search`)."""
     if frame.error:
         ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
@@ -523,9 +577,11 @@ def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents
 
     def draw() -> None:
         frame = prompt_search_frame(clip, box.value, captions, caption_emb, video_emb, k)
+        if frame.error:  # as text in the output area, not a figure with nothing in it
+            raise ValueError(frame.error)
         draw_prompt_search_frame(frame, videos, plt.figure(figsize=(9, 4.6)))
 
-    return _interactive([box], draw)
+    return _interactive([box], draw, name="prompt search", busy="searching")
 
 
 # --------------------------------------------------------------------------------------- prompt playground (t2v)
@@ -570,7 +626,8 @@ def prompt_playground_frame(pipe, prompt: str, steps: int, cfg_scale: float, see
 
 
 def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
-    """Every frame of the video in a row (time left to right), with what the judge saw; or the error message."""
+    """Every frame of the video in a row (time left to right), with what the judge saw. A frame with an error draws
+    its message in red (the widget shows it as plain text instead: `prompt_playground`)."""
     if frame.error:
         ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
@@ -599,6 +656,9 @@ def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
 
     def draw() -> None:
         frame = prompt_playground_frame(pipe, box.value, steps.value, cfg.value, seed.value, judge)
+        if frame.error:  # as text in the output area, not a figure with nothing in it
+            raise ValueError(frame.error)
         draw_playground_frame(frame, plt.figure(figsize=(10, 2.2)))
 
-    return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])])
+    return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])], name="prompt playground",
+                        busy="sampling a video")

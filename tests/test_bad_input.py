@@ -18,6 +18,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from hypothesis import given, settings
@@ -574,14 +575,32 @@ def _output_text(widget) -> str:
 
 
 def test_an_error_while_drawing_a_widget_is_shown_in_its_output_area():
+    import ipywidgets as W
+
+    from minidiff.widgets import _interactive
+
+    slider = W.IntSlider(value=0, min=0, max=2)
+
+    def draw():
+        if slider.value == 1:
+            raise FloatingPointError("the model returned NaN")
+        plt.figure()
+
+    w = _interactive([slider], draw)
+    assert "image/png" in w.children[-1].outputs[0]["data"]
+    slider.value = 1
+    text = _output_text(w)
+    assert "FloatingPointError" in text and "NaN" in text and plt.get_fignums() == []
+    slider.value = 2  # the next good setting draws again
+    assert "image/png" in w.children[-1].outputs[0]["data"]
+    plt.close("all")
+
+
+def test_an_explorer_that_samples_when_built_refuses_a_nan_model_there():
     from minidiff.widgets import ddim_explorer
 
-    w = ddim_explorer(NaNModel(), S, torch.randn(2, 1, 8, 8), None)
-    text = _output_text(w)
-    assert "FloatingPointError" in text and "NaN" in text
-    steps = w.children[0].children[0]
-    steps.value = steps.options[0] if hasattr(steps, "options") else steps.min  # still shown after a change
-    assert "FloatingPointError" in _output_text(w)
+    with pytest.raises(FloatingPointError, match="NaN"):
+        ddim_explorer(NaNModel(), S, torch.randn(2, 1, 8, 8), None, steps=(2,), etas=(0.0,))
 
 
 def test_widget_bounds_cannot_produce_invalid_values():

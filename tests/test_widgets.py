@@ -211,3 +211,86 @@ def test_widget_output_area_holds_the_figure_and_redraws(photo):
     w.children[0].children[0].value = 99
     assert len(out.outputs) == 1 and out.outputs[0]["data"]["image/png"] != first
     assert plt.get_fignums() == []  # every figure it drew is closed
+
+
+def test_a_widget_says_what_it_is_where_it_cannot_render_and_when_it_is_busy(photo):
+    """Where a widget cannot be drawn (untrusted notebook, web viewer) Jupyter shows its text form: it names the
+    widget and says a still follows, instead of "VBox(children=(HBox(...". The status line says the controls need a
+    running kernel, and reads "busy" only while the callback runs."""
+    from minidiff.widgets import IDLE_NOTE
+
+    w = noising_explorer(photo, T=100)
+    text = w._repr_mimebundle_()["text/plain"]
+    assert text.startswith("[noising explorer: an interactive widget") and "VBox" not in text and len(text) <= 110
+    status = w.children[-2]
+    seen = []
+    status.observe(lambda ch: seen.append(ch["new"]), names="value")
+    w.children[0].children[0].value = 50
+    assert len(seen) == 2 and "⏳" in seen[0] and seen[1] == status.value == IDLE_NOTE
+    assert "kernel" in IDLE_NOTE and "still" in IDLE_NOTE
+
+
+def test_prompt_search_shows_an_unknown_word_as_text_not_an_empty_figure():
+    from minidiff.data import caption_table, moving_digits
+    from minidiff.models.vae import encode_videos
+    from minidiff.pretrained import load_pretrained
+    from minidiff.widgets import prompt_search
+
+    clip, _ = load_pretrained("text-encoder")
+    vae, _ = load_pretrained("video-vae")
+    md = moving_digits(8, seed=3)
+    w = prompt_search(clip, caption_table(), md.videos, encode_videos(vae, md.videos))
+    out = w.children[-1]
+    assert "image/png" in out.outputs[0]["data"]
+    w.children[0].value = "a purple 7"
+    (msg,) = out.outputs
+    assert msg["output_type"] == "stream" and "purple" in msg["text"] and "unknown" in msg["text"].lower()
+    w.children[0].value = "a red 7"
+    assert "image/png" in out.outputs[0]["data"]
+    plt.close("all")
+
+
+def test_slow_explorers_sample_once_when_built_and_only_look_up_after(photo):
+    """The DDIM and guidance explorers sample every setting when built; moving a slider calls the model no more."""
+    from minidiff.widgets import cfg_explorer, ddim_explorer
+
+    calls = []
+
+    def model(x, t, y=None):
+        calls.append(1)
+        return 0.5 * x
+
+    s = make_schedule("linear", 1000)
+    x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    w = ddim_explorer(model, s, x_T, torch.arange(4), nrow=2, steps=(1, 5), etas=(0.0, 1.0))
+    assert len(calls) == 2 * (1 + 5)
+    first = w.children[-1].outputs[0]["data"]["image/png"]
+    steps, eta = w.children[0].children
+    steps.value, eta.value = 5, 1.0
+    assert len(calls) == 12 and w.children[-1].outputs[0]["data"]["image/png"] != first
+    with pytest.raises(ValueError, match="at least one"):
+        ddim_explorer(model, s, x_T, steps=())
+    calls.clear()
+    c = cfg_explorer(model, x_T, torch.arange(4), null=9, steps=3, nrow=2, scales=(1.0, 3.0))
+    assert len(calls) == 3 + 3
+    c.children[0].value = 3.0
+    assert len(calls) == 6
+
+
+def test_animations_are_self_contained_gifs():
+    """animate_videos gives an image/gif output (plays offline, untrusted, on web viewers), one frame per time step."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from minidiff.viz import animate_videos
+
+    v = torch.linspace(-1, 1, 2 * 3 * 5 * 8 * 8).reshape(2, 3, 5, 8, 8)
+    a = animate_videos(v, ["a", "b"])
+    bundle = a._repr_mimebundle_()
+    assert set(bundle) == {"image/gif", "text/plain"} and "2 video(s), 5 frames" in bundle["text/plain"]
+    with Image.open(io.BytesIO(base64.b64decode(bundle["image/gif"]))) as gif:
+        assert gif.n_frames == 5 and gif.info["loop"] == 0
+    with pytest.raises(ValueError, match="expected videos"):
+        animate_videos(torch.zeros(2, 3, 8, 8))
