@@ -53,14 +53,16 @@ def _explorer_box_class():
     return ExplorerBox
 
 
-def _explorer_box(children: Sequence, name: str):
+def _explorer_box(children: Sequence, name: str, frames: dict | None = None):
+    """The widget's box; `frames` (what a widget precomputed, by setting) stays on it as `.frames`, so that a still
+    of the widget can be drawn from the very pictures it shows."""
     box = _explorer_box_class()(list(children))
-    box.explorer_name = name
+    box.explorer_name, box.frames = name, frames
     return box
 
 
 def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None,
-                 name: str = "explorer", busy: str = "drawing"):
+                 name: str = "explorer", busy: str = "drawing", frames: dict | None = None):
     """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
     return a box of [*rows, status line, output] (rows default to the controls, one per row).
 
@@ -97,7 +99,7 @@ def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | 
     for c in controls:
         c.observe(redraw, names="value")
     redraw()
-    return _explorer_box([*(rows if rows is not None else controls), status, out], name)
+    return _explorer_box([*(rows if rows is not None else controls), status, out], name, frames)
 
 
 def _precompute(keys: Sequence, compute: Callable, what: str) -> dict:
@@ -299,7 +301,8 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
     """Sliders for the number of DDIM steps and eta, over one fixed batch of starting noise.
 
     Every (steps, eta) grid is sampled once, when the widget is built (a progress bar shows it: 188 x 3 network
-    calls for the defaults), so that moving a slider only looks its grid up and draws it."""
+    calls for the defaults), so that moving a slider only looks its grid up and draws it; the grids stay on the
+    widget as `.frames[steps, eta]`."""
     import ipywidgets as W
 
     steps, etas = [int(n) for n in steps], [float(e) for e in etas]
@@ -315,7 +318,8 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
     def draw() -> None:
         _draw_grid(grids[steps_slider.value, eta.value], f"DDIM, {steps_slider.value} steps, eta = {eta.value:g}")
 
-    return _interactive([steps_slider, eta], draw, [W.HBox([steps_slider, eta])], name="DDIM explorer")
+    return _interactive([steps_slider, eta], draw, [W.HBox([steps_slider, eta])], name="DDIM explorer",
+                        frames=grids)
 
 
 # ------------------------------------------------------------------------------------------ flow particles (2-D)
@@ -456,7 +460,8 @@ def cfg_explorer_frame(model, x_1: torch.Tensor, labels: torch.Tensor, scale: fl
 def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, steps: int = 20, nrow: int = 10,
                  scales: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)):
     """A guidance-scale slider over one fixed batch of noise. Every scale's grid is sampled once, when the widget
-    is built (with a progress bar), so that moving the slider only looks its grid up and draws it."""
+    is built (with a progress bar), so that moving the slider only looks its grid up and draws it; the grids stay
+    on the widget as `.frames[scale]`."""
     import ipywidgets as W
 
     from .utils import check_number
@@ -472,7 +477,7 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     def draw() -> None:
         _draw_grid(grids[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
 
-    return _interactive([scale], draw, name="guidance-scale explorer")
+    return _interactive([scale], draw, name="guidance-scale explorer", frames=grids)
 
 
 # ------------------------------------------------------------------------------------------ latent explorer (VAE)
