@@ -62,7 +62,8 @@ def _explorer_box(children: Sequence, name: str, frames: dict | None = None):
 
 
 def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None,
-                 name: str = "explorer", busy: str = "drawing", frames: dict | None = None):
+                 name: str = "explorer", busy: str = "drawing", frames: dict | None = None,
+                 preview: Callable[[], bool] | None = None):
     """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
     return a box of [*rows, status line, output] (rows default to the controls, one per row).
 
@@ -71,22 +72,31 @@ def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | 
     path standard notebook executors handle less robustly, and which a headless test cannot see). The status line
     says "busy..." while `draw()` runs, and otherwise that the controls need a running kernel. A ValueError in
     `draw()` (an unknown word typed in a prompt box, say) replaces the figure by its message, as text, in the same
-    output area; raised in a widget callback it would otherwise reach only the kernel's log."""
+    output area; raised in a widget callback it would otherwise reach only the kernel's log.
+
+    `preview()`, if given, runs first and draws a quick, coarse version (returning False when it has none to offer):
+    it is shown at once, labelled as a preview by its own title, and `draw()` then replaces it."""
     import ipywidgets as W
 
     out = W.Output()
     status = W.HTML(value=IDLE_NOTE)
 
+    def show(before: set) -> None:
+        figs = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+        outputs = tuple(_figure_output(f) for f in figs)
+        for f in figs:
+            plt.close(f)
+        out.outputs = outputs
+
     def redraw(_change=None) -> None:
         status.value = f"<b>⏳ {busy}…</b>"
         before = set(plt.get_fignums())
         try:
+            if preview is not None and preview():
+                show(before)
+                status.value = f"<b>⏳ a coarse preview: {busy}…</b>"
             draw()
-            figs = [plt.figure(n) for n in plt.get_fignums() if n not in before]
-            outputs = tuple(_figure_output(f) for f in figs)
-            for f in figs:
-                plt.close(f)
-            out.outputs = outputs
+            show(before)
         except Exception as e:  # show it where the learner is looking, and drop the stale figure
             for n in set(plt.get_fignums()) - before:
                 plt.close(n)
@@ -647,9 +657,15 @@ def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
     show_video_frames(frame.video, title=title, ax=ax)
 
 
+PREVIEW_STEPS = 2
+
+
 def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
     """Type a caption, choose the number of Euler steps, the guidance scale and the seed: see the video (every frame,
-    time left to right) and what the video judge reads off it."""
+    time left to right) and what the video judge reads off it.
+
+    Sampling a video takes seconds on a CPU, so each change first shows a labelled 2-step preview of the same
+    prompt, guidance and seed, then the video with the chosen steps; a setting seen before is shown at once."""
     import ipywidgets as W
 
     box = W.Text(value=prompt, description="prompt", continuous_update=False, layout=W.Layout(width="420px"))
@@ -658,12 +674,30 @@ def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
     cfg = W.SelectionSlider(options=scales, value=float(pipe.cfg_scale), description="guidance",
                             continuous_update=False)
     seed = W.IntSlider(value=0, min=0, max=20, description="seed", continuous_update=False)
+    done: dict[tuple, PlaygroundFrame] = {}  # every video sampled so far, by setting: going back is instant
 
-    def draw() -> None:
-        frame = prompt_playground_frame(pipe, box.value, steps.value, cfg.value, seed.value, judge)
+    def frame_for(n_steps: int) -> PlaygroundFrame:
+        key = (box.value, n_steps, cfg.value, seed.value)
+        if key not in done:
+            if len(done) >= 64:
+                done.pop(next(iter(done)))
+            done[key] = prompt_playground_frame(pipe, *key, judge=judge)
+        frame = done[key]
         if frame.error:  # as text in the output area, not a figure with nothing in it
             raise ValueError(frame.error)
+        return frame
+
+    def preview() -> bool:  # the same prompt, guidance and seed with 2 Euler steps, while the real one samples
+        if steps.value <= PREVIEW_STEPS or (box.value, steps.value, cfg.value, seed.value) in done:
+            return False
+        frame = frame_for(PREVIEW_STEPS)
         draw_playground_frame(frame, plt.figure(figsize=(10, 2.2)))
+        plt.gcf().axes[0].set_title(f"preview, {PREVIEW_STEPS} Euler steps (sampling {steps.value} steps…)\n"
+                                    f"{frame.prompt!r}, guidance {frame.cfg_scale:g}, seed {frame.seed}")
+        return True
+
+    def draw() -> None:
+        draw_playground_frame(frame_for(steps.value), plt.figure(figsize=(10, 2.2)))
 
     return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])], name="prompt playground",
-                        busy="sampling a video")
+                        busy="sampling a video", preview=preview)

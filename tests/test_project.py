@@ -34,3 +34,30 @@ def test_lesson_states_its_cpu_time_and_has_outputs(nb):
     code = [c for c in cells if c["cell_type"] == "code"]
     assert all(c["execution_count"] is not None for c in code), "commit lessons with outputs (run them fully)"
     assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"])
+
+
+STILL_NOTE = "**Reading without a running kernel?**"
+WIDGET_BUILDERS = ("noising_explorer(", "reverse_chain_explorer(", "ddim_explorer(", "flow_particles_explorer(",
+                   "patch_explorer(", "cfg_explorer(", "latent_explorer(", "prompt_search(", "prompt_playground(")
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)
+def test_every_widget_is_followed_by_a_note_and_a_still_for_readers_without_a_kernel(nb):
+    """Where widgets cannot run (an untrusted copy, a web viewer), the reader still gets the picture: every cell
+    that builds a widget is followed by the same one-line note and a code cell whose saved output is a figure."""
+    cells = json.loads(nb.read_text())["cells"]
+    for i, c in enumerate(cells):
+        src = "".join(c["source"])
+        if c["cell_type"] != "code" or not any(f"\n{b}" in "\n" + src or f"= {b}" in src for b in WIDGET_BUILDERS):
+            continue
+        note, still = cells[i + 1], cells[i + 2]
+        assert note["cell_type"] == "markdown" and "".join(note["source"]).startswith(STILL_NOTE), \
+            f"{nb.name}, cell {i}: a widget not followed by the note for readers without a kernel"
+        assert still["cell_type"] == "code" and any("image/png" in o.get("data", {}) for o in still["outputs"]), \
+            f"{nb.name}, cell {i + 2}: the still after the widget has no saved figure"
+
+
+def test_the_widget_list_above_finds_every_widget_the_lessons_build():
+    builders = {b for nb in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") for b in WIDGET_BUILDERS
+                if b in nb.read_text()}
+    assert builders == set(WIDGET_BUILDERS)

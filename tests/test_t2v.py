@@ -130,3 +130,36 @@ def test_save_gif_rejects_bad_paths(tmp_path):
         save_gif(v, str(tmp_path / "missing" / "x.gif"))
     with pytest.raises(ValueError, match=r"videos \(B, C, T, H, W\)"):
         save_gif(torch.zeros(3, 4), str(tmp_path / "x.gif"))
+
+
+def test_prompt_playground_shows_a_labelled_preview_first_and_remembers_what_it_sampled(pipe):
+    """A change shows a 2-step preview of the same prompt at once, then the video with the chosen steps; going back to
+    a setting already sampled calls the pipeline no more."""
+    import matplotlib.pyplot as plt
+
+    from minidiff.widgets import PREVIEW_STEPS, prompt_playground
+
+    calls = []
+
+    class Counting:
+        cfg_scale = pipe.cfg_scale
+
+        def __call__(self, prompts, steps, cfg_scale, seed):
+            calls.append(steps)
+            return pipe(prompts, steps=steps, cfg_scale=cfg_scale, seed=seed)
+
+    w = prompt_playground(Counting())
+    assert calls == [PREVIEW_STEPS, 20]
+    out = w.children[-1]
+    shown = []
+    out.observe(lambda ch: shown.append(ch["new"]), names="outputs")
+    seed = w.children[1].children[2]
+    seed.value = 1
+    assert calls[2:] == [PREVIEW_STEPS, 20] and len(shown) == 2
+    assert shown[0][0]["data"]["image/png"] != shown[1][0]["data"]["image/png"]
+    seed.value = 0  # sampled before: no preview, no sampling
+    assert len(calls) == 4 and len(shown) == 3
+    steps = w.children[1].children[0]
+    steps.value = 1  # fewer steps than the preview: no preview
+    assert calls[4:] == [1]
+    plt.close("all")
