@@ -223,6 +223,16 @@ def _run_all(page, lesson: str) -> None:
     _wait(finished, LESSON_TIMEOUT_S, f"{lesson}: Run All to finish ({state['code']} code cells)", 1.0)
 
 
+def _watch_requests(page) -> set[str]:
+    """The addresses the page asks for that are not this JupyterLab (a CDN, a news feed): none may be needed."""
+    from urllib.parse import urlparse
+
+    elsewhere: set[str] = set()
+    page.on("request", lambda r: urlparse(r.url).hostname not in ("127.0.0.1", None) and r.url.startswith("http")
+            and elsewhere.add(r.url[:200]))
+    return elsewhere
+
+
 def _picture(cell):
     img = cell.locator(".widget-output img")
     return img.first.get_attribute("src") if img.count() else None
@@ -337,9 +347,12 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
     page = context.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda e: page_errors.append(str(e)[:500]))
+    elsewhere = _watch_requests(page)
     try:
         page.goto(f"{lab.url}/lab/tree/{lesson}.ipynb?reset&token={lab.token}", wait_until="domcontentloaded")
+        t0 = time.perf_counter()
         _run_all(page, lesson)
+        print(f"{lesson}: Run All took {time.perf_counter() - t0:.0f} s")
         assert not page_errors, f"{lesson}: the page raised while running: {page_errors}"
         for marker in WIDGETS[lesson]:
             index = page.evaluate(JS_MARK_CELL, marker)
@@ -356,6 +369,40 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
             mover.toggles()
             mover.text_boxes()
             assert len(latency_log) > moved, f"{lesson} {widget}: the test found no control to move"
+        assert not elsewhere, f"{lesson}: the page asked the network for {sorted(elsewhere)[:5]}"
+    finally:
+        context.close()
+        lab.shut_down_kernels()
+
+
+ANIMATED = ("06_vae", "07_text_conditioning", "08_mmdit_text_to_video")
+
+
+@pytest.mark.parametrize("lesson", list(WIDGETS))
+def test_a_lesson_opened_without_running_names_its_widgets_and_shows_their_stills(lab, browser, lesson):
+    """As cloned (untrusted, nothing run): where a widget cannot be drawn its text names it and says a still follows,
+    the still's figure is there, animations play as images, and nothing is fetched from the network."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    elsewhere = _watch_requests(page)
+    try:
+        page.goto(f"{lab.url}/lab/tree/{lesson}.ipynb?reset&token={lab.token}", wait_until="domcontentloaded")
+        _wait(lambda: page.evaluate(JS_STATE), 120, f"{lesson}: the notebook to open")
+        time.sleep(1)
+        for marker in WIDGETS[lesson]:
+            index = page.evaluate(JS_MARK_CELL, marker)
+            cell = page.locator(f'[data-minidiff-cell="{index}"]')
+            text = _wait(lambda cell=cell: cell.locator(".jp-OutputArea-output").first.inner_text() or None, 30,
+                         f"{lesson}: the saved output of the cell with {marker!r}")
+            assert "an interactive widget; run the notebook to use it" in text and "VBox(" not in text, text[:300]
+            nxt = page.locator(f'[data-minidiff-cell="{index}"] ~ .jp-Cell').nth(1)
+            assert nxt.locator(".jp-OutputArea-output img").count() >= 1, f"{lesson}: no still after {marker!r}"
+        if lesson in ANIMATED:
+            gifs = page.locator('.jp-OutputArea-output img[src^="data:image/gif"]')
+            _wait(lambda: gifs.count() > 0 and all(
+                gifs.nth(k).evaluate("e => e.complete && e.naturalWidth > 0") for k in range(gifs.count())), 30,
+                f"{lesson}: its animations to load as images")
+        assert not elsewhere, f"{lesson}: the page asked the network for {sorted(elsewhere)[:5]}"
     finally:
         context.close()
         lab.shut_down_kernels()
