@@ -114,10 +114,27 @@ def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | 
 
 def _precompute(keys: Sequence, compute: Callable, what: str) -> dict:
     """{key: compute(key)} for every key, with a progress bar. A widget that samples on every move answers in
-    seconds; one that looks its pictures up answers in the time it takes to draw them."""
-    from tqdm.auto import tqdm
+    seconds; one that looks its pictures up answers in the time it takes to draw them.
 
-    return {k: compute(k) for k in tqdm(list(keys), desc=what, leave=False)}
+    In Jupyter the bar is shown through a display handle and emptied when done, so the saved notebook keeps no
+    stale "0%" bar (a closed progress widget, which a reader of the saved copy would see as text or as an error)."""
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm_notebook
+
+    keys = list(keys)
+    if issubclass(tqdm, tqdm_notebook):
+        from IPython.display import display
+
+        bar = tqdm(keys, desc=what, display=False)
+        handle = display(bar.container, display_id=True)
+    else:
+        bar, handle = tqdm(keys, desc=what, leave=False), None
+    try:
+        return {k: compute(k) for k in bar}
+    finally:
+        bar.close()
+        if handle is not None:
+            handle.update({"text/plain": ""}, raw=True)
 
 
 # --------------------------------------------------------------------------------------------- noising explorer
