@@ -206,8 +206,7 @@ def draw_noising_frame(frame: NoisingFrame, axes: tuple[plt.Axes, plt.Axes, plt.
     a0.imshow(frame.image, cmap="gray" if frame.image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     a0.set_axis_off()
     a0.set_title(f"x_t at t={frame.t}")
-    centres = (frame.hist_edges[:-1] + frame.hist_edges[1:]) / 2
-    a1.bar(centres, frame.hist_density, width=np.diff(frame.hist_edges), color="tab:blue", alpha=0.6, label="pixels")
+    a1.stairs(frame.hist_density, frame.hist_edges, fill=True, color="tab:blue", alpha=0.6, label="pixels")
     a1.plot(frame.gauss_x, frame.gauss_pdf, "k--", label="N(0, 1)")
     a1.set_title(f"pixel values: mean {frame.pixel_mean:.2f}, std {frame.pixel_std:.2f}")
     a1.legend(loc="upper right")
@@ -435,10 +434,9 @@ def draw_patch_frame(frame: PatchFrame, axes: tuple[plt.Axes, plt.Axes]) -> None
     p = frame.patch_size
     ax_img.imshow(frame.image, cmap="gray" if frame.image.ndim == 2 else None, vmin=0, vmax=1,
                   interpolation="nearest")
-    for i in range(1, frame.grid_w):
-        ax_img.axvline(i * p - 0.5, color="tab:orange", lw=1)
-    for i in range(1, frame.grid_h):
-        ax_img.axhline(i * p - 0.5, color="tab:orange", lw=1)
+    h, w = frame.grid_h * p, frame.grid_w * p  # the patch borders, as one collection of lines each way
+    ax_img.vlines(np.arange(1, frame.grid_w) * p - 0.5, -0.5, h - 0.5, color="tab:orange", lw=1)
+    ax_img.hlines(np.arange(1, frame.grid_h) * p - 0.5, -0.5, w - 0.5, color="tab:orange", lw=1)
     if frame.grid_h * frame.grid_w <= 64:
         for r in range(frame.grid_h):
             for col in range(frame.grid_w):
@@ -590,11 +588,17 @@ def draw_prompt_search_frame(frame: PromptSearchFrame, videos: torch.Tensor, fig
     ax.set_xlim(-1, 1)
     ax.axvline(0, color="gray", lw=0.8)
     ax.set_title(f"prompt {frame.prompt!r}: most similar captions (cosine similarity)")
-    for j, (i, s) in enumerate(frame.videos):
-        axv = fig.add_subplot(gs[1, j])
-        axv.imshow(to_numpy_image(videos[i, :, videos.shape[2] // 2][None]), interpolation="nearest")
-        axv.set_title(f"video {i}: {s:.2f}", fontsize=8)
-        axv.set_axis_off()
+    from .viz import image_grid
+
+    axv = fig.add_subplot(gs[1, :])  # the k middle frames side by side, one image (quicker to draw than k axes)
+    middle = torch.stack([videos[i, :, videos.shape[2] // 2] for i, _ in frame.videos])
+    axv.imshow(image_grid(middle, nrow=k, padding=2), interpolation="nearest")
+    size = videos.shape[-1] + 2
+    axv.set_xticks([2 + size * j + videos.shape[-1] / 2 for j in range(k)],
+                   [f"video {i}: {s:.2f}" for i, s in frame.videos], fontsize=8)
+    axv.set_yticks([])
+    for side in axv.spines.values():
+        side.set_visible(False)
 
 
 def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents: torch.Tensor, k: int = 5):

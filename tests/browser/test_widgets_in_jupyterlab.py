@@ -50,6 +50,7 @@ WIDGETS = {
 }
 GOOD_PROMPT, UNKNOWN_PROMPT = "a blue 7 moving down", "a purple 7"
 LESSON_TIMEOUT_S = 900
+REPEATS = int(os.environ.get("MINIDIFF_WIDGET_REPEATS", "1"))  # moves per control (back and forth); the benchmark: 3
 PICTURE_TIMEOUT_S = 120
 
 OVERRIDES = {
@@ -163,10 +164,13 @@ def latency_log():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "widget_latency.json").write_text(json.dumps(records, indent=1))
     if os.environ.get("MINIDIFF_WIDGET_LATENCY") == "1" and records:
+        import datetime
+
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from _results import append_records
 
-        append_records("widget_latency", records)
+        today = datetime.date.today().isoformat()
+        append_records("widget_latency", [dict(r, date=today) for r in records])
 
 
 # ------------------------------------------------------------------------------------------------ page helpers
@@ -256,7 +260,7 @@ class Mover:
 
     def __init__(self, page, cell, lesson: str, widget: str, log: list[dict], page_errors: list[str]):
         self.page, self.cell, self.lesson, self.widget, self.log = page, cell, lesson, widget, log
-        self.page_errors, self.shots = page_errors, 0
+        self.page_errors, self.shots, self.round = page_errors, 0, 0
 
     def check_clean(self, what: str) -> None:
         text = _widget_text(self.cell)
@@ -280,17 +284,18 @@ class Mover:
         _wait(lambda: "⏳" not in self.cell.inner_text(), PICTURE_TIMEOUT_S, "the busy sign to go", 0.02)
         final = time.perf_counter() - t0
         self.check_clean(f"{self.lesson} {self.widget}, {control}")
-        self.log.append({"lesson": self.lesson, "widget": self.widget, "control": control,
+        self.log.append({"lesson": self.lesson, "widget": self.widget, "control": control, "round": self.round,
                          "seconds": round(seconds, 3), "final_seconds": round(final, 3),
                          "fast_mode": True, "threads": os.cpu_count()})
         self.shot(label)
 
-    def sliders(self) -> None:
+    def sliders(self, repeat: int) -> None:
         handles = self.cell.locator(".widget-slider .noUi-handle")
         for k in range(handles.count()):
             h = handles.nth(k)
             name = self.cell.locator(".widget-slider").nth(k).locator(".widget-label").first.inner_text().strip()
-            key = "ArrowLeft" if h.get_attribute("aria-valuenow") == h.get_attribute("aria-valuemax") else "ArrowRight"
+            at_end = h.get_attribute("aria-valuenow") == h.get_attribute("aria-valuemax")
+            key = "ArrowLeft" if at_end or repeat % 2 else "ArrowRight"
 
             def press(h=h, key=key):
                 h.focus()
@@ -298,7 +303,7 @@ class Mover:
 
             self.act(f"slider {name or k} ({key})", press, f"slider{k}")
 
-    def dropdowns(self) -> None:
+    def dropdowns(self, repeat: int) -> None:
         selects = self.cell.locator(".widget-dropdown select")
         for k in range(selects.count()):
             s = selects.nth(k)
@@ -306,7 +311,7 @@ class Mover:
             other = next(o for o in options if o != s.evaluate("e => e.options[e.selectedIndex].text"))
             self.act(f"dropdown -> {other}", lambda s=s, other=other: s.select_option(label=other), f"dropdown{k}")
 
-    def toggles(self) -> None:
+    def toggles(self, repeat: int) -> None:
         buttons = self.cell.locator(".widget-toggle-buttons button")
         for k in range(buttons.count()):
             b = buttons.nth(k)
@@ -315,7 +320,21 @@ class Mover:
             self.act(f"toggle -> {b.inner_text()}", b.click, f"toggle{k}")
             return
 
-    def text_boxes(self) -> None:
+    def text_boxes(self, repeat: int) -> None:
+        if repeat == 0:
+            self.prompts()
+            return
+        for k in range(self.cell.locator(".widget-text input").count()):  # later rounds: a new prompt each time
+            box = self.cell.locator(".widget-text input").nth(k)
+            prompt = ("a red 3 moving left", "a green 5 moving up", "a cyan 0 moving right")[repeat % 3]
+
+            def type_prompt(box=box, prompt=prompt) -> None:
+                box.fill(prompt)
+                box.press("Enter")
+
+            self.act(f"text -> {prompt!r}", type_prompt, f"text{k}")
+
+    def prompts(self) -> None:
         boxes = self.cell.locator(".widget-text input")
         for k in range(boxes.count()):
             box = boxes.nth(k)
@@ -352,7 +371,7 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
         page.goto(f"{lab.url}/lab/tree/{lesson}.ipynb?reset&token={lab.token}", wait_until="domcontentloaded")
         t0 = time.perf_counter()
         _run_all(page, lesson)
-        print(f"{lesson}: Run All took {time.perf_counter() - t0:.0f} s")
+        latency_log.append({"lesson": lesson, "run_all_seconds": round(time.perf_counter() - t0, 1)})
         assert not page_errors, f"{lesson}: the page raised while running: {page_errors}"
         for marker in WIDGETS[lesson]:
             index = page.evaluate(JS_MARK_CELL, marker)
@@ -364,10 +383,12 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
             mover.check_clean(f"{lesson} {widget}, as Run All left it")
             mover.shot("start")
             moved = len(latency_log)
-            mover.sliders()
-            mover.dropdowns()
-            mover.toggles()
-            mover.text_boxes()
+            for repeat in range(REPEATS):
+                mover.round = repeat
+                mover.sliders(repeat)
+                mover.dropdowns(repeat)
+                mover.toggles(repeat)
+                mover.text_boxes(repeat)
             assert len(latency_log) > moved, f"{lesson} {widget}: the test found no control to move"
         assert not elsewhere, f"{lesson}: the page asked the network for {sorted(elsewhere)[:5]}"
     finally:
@@ -392,8 +413,8 @@ def test_a_lesson_opened_without_running_names_its_widgets_and_shows_their_still
         for marker in WIDGETS[lesson]:
             index = page.evaluate(JS_MARK_CELL, marker)
             cell = page.locator(f'[data-minidiff-cell="{index}"]')
-            text = _wait(lambda cell=cell: cell.locator(".jp-OutputArea-output").first.inner_text() or None, 30,
-                         f"{lesson}: the saved output of the cell with {marker!r}")
+            text = _wait(lambda cell=cell: "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts()).strip(),
+                         30, f"{lesson}: the saved output of the cell with {marker!r}")
             assert "an interactive widget; run the notebook to use it" in text and "VBox(" not in text, text[:300]
             nxt = page.locator(f'[data-minidiff-cell="{index}"] ~ .jp-Cell').nth(1)
             assert nxt.locator(".jp-OutputArea-output img").count() >= 1, f"{lesson}: no still after {marker!r}"
