@@ -274,19 +274,37 @@ class Mover:
         self.shots += 1
         self.cell.screenshot(path=str(ARTIFACTS / f"{self.lesson}-{self.widget}-{self.shots:02d}-{label}.png"))
 
-    def act(self, control: str, action, label: str) -> None:
+    def act(self, control: str, action, label: str, moved=None) -> None:
+        """Do `action` and time the widget's answer. `moved()` tells from the control's own page element that the
+        browser took the input (a pressed toggle button, a slider handle at its new value): an input the browser
+        dropped is given once more and recorded as retried; a taken input with no new picture fails the test."""
         before = _picture(self.cell)
         assert before, f"{self.lesson} {self.widget}: no picture before moving {control}"
+        what = f"{self.lesson} {self.widget}, {control}"
         t0 = time.perf_counter()
         action()
+        retried = False
+        if moved is not None:
+            try:
+                _wait(moved, 10, f"{what}: the control to show the input", 0.05)
+            except AssertionError:
+                self.shot(f"{label}-input-dropped")
+                retried = True
+                t0 = time.perf_counter()
+                action()
+                _wait(moved, 10, f"{what}: the control to show the input (given twice)", 0.05)
         act_s = time.perf_counter() - t0
-        seconds = act_s + _await_new_picture(self.page, self.cell, before, f"{self.lesson} {self.widget}, {control}")
+        try:
+            seconds = act_s + _await_new_picture(self.page, self.cell, before, what)
+        except AssertionError:
+            self.shot(f"{label}-no-new-picture")
+            raise
         _wait(lambda: "⏳" not in self.cell.inner_text(), PICTURE_TIMEOUT_S, "the busy sign to go", 0.02)
         final = time.perf_counter() - t0
         self.check_clean(f"{self.lesson} {self.widget}, {control}")
         self.log.append({"lesson": self.lesson, "widget": self.widget, "control": control, "round": self.round,
                          "seconds": round(seconds, 3), "final_seconds": round(final, 3),
-                         "fast_mode": True, "threads": os.cpu_count()})
+                         "fast_mode": True, "threads": os.cpu_count(), **({"input_retried": True} if retried else {})})
         self.shot(label)
 
     def sliders(self, repeat: int) -> None:
@@ -301,7 +319,9 @@ class Mover:
                 h.focus()
                 h.press(key)
 
-            self.act(f"slider {name or k} ({key})", press, f"slider{k}")
+            was = h.get_attribute("aria-valuenow")
+            self.act(f"slider {name or k} ({key})", press, f"slider{k}",
+                     moved=lambda h=h, was=was: h.get_attribute("aria-valuenow") != was)
 
     def dropdowns(self, repeat: int) -> None:
         selects = self.cell.locator(".widget-dropdown select")
@@ -317,7 +337,8 @@ class Mover:
             b = buttons.nth(k)
             if "mod-active" in (b.get_attribute("class") or ""):
                 continue
-            self.act(f"toggle -> {b.inner_text()}", b.click, f"toggle{k}")
+            self.act(f"toggle -> {b.inner_text()}", b.click, f"toggle{k}",
+                     moved=lambda b=b: "mod-active" in (b.get_attribute("class") or ""))
             return
 
     def text_boxes(self, repeat: int) -> None:
