@@ -166,12 +166,13 @@ def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fp
                    scale: float = 1.6) -> VideoAnimation:
     """Videos (B, C, T, H, W) in [-1, 1], side by side with optional titles, as a looping GIF for Jupyter
     (display it, or leave it last in a cell). Each frame is drawn with matplotlib, then the frames are joined."""
-    import io
-
     from PIL import Image
 
     v = _check_videos(videos)
     b, c, t = v.shape[:3]
+    if titles is not None and len(titles) != b:
+        raise ValueError(f"got {len(titles)} titles for {b} videos: give one title per video, or none")
+    fps = _check_fps(fps)
     fig, axes = plt.subplots(1, b, figsize=(scale * b, scale + (0.3 if titles else 0)), squeeze=False)
     ims = []
     for i, ax in enumerate(axes[0]):
@@ -189,10 +190,23 @@ def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fp
         rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
         frames.append(Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
     plt.close(fig)
+    return VideoAnimation(_encode_gif(frames, fps), b, t, fps)
+
+
+def _check_fps(fps: int) -> int:
+    from .utils import check_int
+
+    return check_int("fps (frames per second of the animation)", fps, low=1, high=50)
+
+
+def _encode_gif(frames: list, fps: int) -> bytes:
+    """PIL images -> the bytes of a GIF that loops forever at `fps` frames per second."""
+    import io
+
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
-                   disposal=1)
-    return VideoAnimation(buf.getvalue(), b, t, fps)
+                   optimize=False, disposal=1)
+    return buf.getvalue()
 
 
 def video_strip_frames(videos: torch.Tensor, scale: int = 4, gap: int = 2) -> np.ndarray:
@@ -221,12 +235,12 @@ def save_gif(videos: torch.Tensor, path: str, fps: int = 4, scale: int = 4) -> s
 
     if not str(path).lower().endswith(".gif"):
         raise ValueError(f"the output file must end in .gif, got {path!r}")
-    frames = [Image.fromarray(f) for f in video_strip_frames(videos, scale)]
+    data = _encode_gif([Image.fromarray(f) for f in video_strip_frames(videos, scale)], _check_fps(fps))
     from .checkpoint import write_atomic
 
     def write(tmp: str) -> None:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0,
-                       optimize=False, disposal=1)
+        with open(tmp, "wb") as f:
+            f.write(data)
 
     write_atomic(path, write, ".gif", make_folder=False)
     return str(path)

@@ -294,3 +294,8 @@ def test_animations_are_self_contained_gifs():
         assert gif.n_frames == 5 and gif.info["loop"] == 0
     with pytest.raises(ValueError, match="expected videos"):
         animate_videos(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="1 titles for 2 videos"):
+        animate_videos(v, ["only one"])
+    for fps in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="fps"):
+            animate_videos(v, fps=fps)
