@@ -170,10 +170,10 @@ def ddim_invert(
     return x
 
 
-def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+def slerp(z0: torch.Tensor, z1: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between two noise tensors (per sample): keeps the norm a Gaussian sample should have,
     unlike a straight line, whose midpoint has ~0.71x the norm.
-    slerp = sin((1-a) w) / sin(w) z0 + sin(a w) / sin(w) z1,  w = angle between z0 and z1."""
+    slerp = sin((1-lam) w) / sin(w) z0 + sin(lam w) / sin(w) z1,  w = angle between z0 and z1, lam in [0, 1]."""
     check_float_tensor("z0", z0, finite=True)
     check_float_tensor("z1", z1, finite=True)
     if z0.shape != z1.shape:
@@ -181,10 +181,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> to
     if z0.ndim < 2:
         raise ValueError(f"slerp works per sample on batches (B, ...), got shape {tuple(z0.shape)}: add a batch "
                          "dim with z[None]")
-    a = torch.as_tensor(check_number("alpha", alpha) if not isinstance(alpha, torch.Tensor) else alpha,
-                        dtype=z0.dtype, device=z0.device)
+    a = torch.as_tensor(check_number("the interpolation weight lam", lam) if not isinstance(lam, torch.Tensor)
+                        else lam, dtype=z0.dtype, device=z0.device)
     if not bool(torch.isfinite(a).all()):
-        raise ValueError("alpha must be finite")
+        raise ValueError("the interpolation weight lam must be finite")
     f0, f1 = z0.flatten(1), z1.flatten(1)
     n0, n1 = f0.norm(dim=1), f1.norm(dim=1)
     zero = (n0 == 0) | (n1 == 0)

@@ -62,18 +62,19 @@ def logit_normal_t(n: int, generator: torch.Generator | None = None, mean: float
     return torch.sigmoid(mean + std * torch.randn(n, generator=generator))
 
 
-def time_shift(alpha: float, t: torch.Tensor) -> torch.Tensor:
-    """Open-Sora/Flux/SD3 timestep shift: t' = alpha t / (1 + (alpha - 1) t).
+def time_shift(shift: float, t: torch.Tensor) -> torch.Tensor:
+    """Open-Sora/Flux/SD3 timestep shift: t' = gamma t / (1 + (gamma - 1) t), gamma = `shift`.
 
-    alpha > 1 moves every t towards 1, so training and sampling spend more of their steps at high noise."""
-    alpha = check_number("the shift alpha", alpha, low=1e-3, high=1e3)  # beyond, 1 + (alpha - 1) t rounds to 0
-    return alpha * t / (1 + (alpha - 1) * t)
+    gamma > 1 moves every t towards 1, so training and sampling spend more of their steps at high noise. (SD3's
+    paper writes the factor as alpha; the course keeps alpha for the diffusion schedule, see README "Notation".)"""
+    shift = check_number("the shift gamma", shift, low=1e-3, high=1e3)  # beyond, 1 + (gamma - 1) t rounds to 0
+    return shift * t / (1 + (shift - 1) * t)
 
 
 def resolution_shift(tokens_per_frame: int, latent_frames: int = 1, base_shift: float = 1.0,
                      max_shift: float = 3.0) -> float:
-    """Open-Sora v2's shift alpha for a latent size (`get_res_lin_function` in opensora/utils/sampling.py):
-    alpha = lin(tokens_per_frame) * sqrt(latent_frames), with lin the line through (256, base_shift) and
+    """Open-Sora v2's shift gamma for a latent size (`get_res_lin_function` in opensora/utils/sampling.py):
+    gamma = lin(tokens_per_frame) * sqrt(latent_frames), with lin the line through (256, base_shift) and
     (4096, max_shift). More tokens carry more redundant detail, so more of the training and sampling time goes to
     high noise, where the layout is decided; longer videos even more so."""
     if tokens_per_frame <= 0 or latent_frames <= 0:
@@ -203,6 +204,66 @@ def heun_sample(
     """
     return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, timesteps,
                       heun=True)
+
+
+# ------------------------------------------------------------------------------ score, SDE and probability flow
+# Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations" (ICLR 2021): every
+# diffusion or flow has a deterministic sampler (the probability-flow ODE) and a family of stochastic ones with the
+# same marginals p_t; the two differ by a Langevin step that uses the score grad_x log p_t(x).
+
+
+def score_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The score of the noisy data, grad_x log p_t(x), from a velocity prediction (t > 0):
+
+        score = -eps_hat / t   with  eps_hat = x_t + (1 - t) v   (x_t = (1 - t) x_0 + t eps).
+
+    The noise estimate *is* a scaled score: E[eps | x_t] = -t grad log p_t(x_t) (Tweedie's formula). For DDPM's
+    data definition the same holds with sqrt(1 - abar_t) in place of t."""
+    tb = _bcast(check_flow_t(t, xt.shape[0]), xt)
+    if bool((tb <= 0).any()):
+        raise ValueError("the score is defined for t > 0 only (at t = 0 p_t is the data distribution itself)")
+    return -(xt + (1 - tb) * v) / tb
+
+
+@torch.no_grad()
+def sde_sample(
+    model: Model,
+    shape: tuple[int, ...],
+    *,
+    steps: int = 50,
+    churn: float = 1.0,
+    cond: Cond | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    shift: float = 1.0,
+) -> torch.Tensor:
+    """Euler-Maruyama on the reverse-time SDE with the flow's marginals, g(t)^2 = churn * t:
+
+        dx = [v - (g^2 / 2) score] dt + g dW   =   [v + (churn / 2) eps_hat] dt + g dW,   t from 1 to 0,
+
+    i.e. per step (h = t_next - t_cur < 0): x <- x + h (v + churn/2 eps_hat) + sqrt(churn t_cur |h|) z.
+    churn = 0 is `euler_sample` (the probability-flow ODE); churn > 0 adds a Langevin move (a step up the score plus
+    fresh noise) at every noise level. Same arguments as `euler_sample`; noise for z comes from `generator`."""
+    from tqdm.auto import tqdm
+
+    churn = check_number("churn", churn, low=0.0, high=100.0)
+    shape = check_shape(shape)
+    ts = euler_timesteps(steps, shift)
+    device = torch.device(device) if device is not None else model_device(model)
+    cond = check_cond(cond, shape[0], device, model)
+    x = initial_noise(shape, noise, generator, device)
+    for i in tqdm(range(steps), desc=f"SDE {steps} steps", disable=not progress, leave=False):
+        t_cur, t_next = float(ts[i]), float(ts[i + 1])
+        h = t_next - t_cur
+        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        eps_hat = x + (1 - t_cur) * v
+        x = x + h * (v + churn / 2 * eps_hat)
+        if churn > 0:
+            z = torch.randn(shape, generator=generator).to(device)
+            x = x + (churn * t_cur * -h) ** 0.5 * z
+    return x
 
 
 # ------------------------------------------------------------------------------------- the unified view

@@ -330,7 +330,7 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
                 "height": video_shape[2], "width": video_shape[3], "shift": round(shift, 5),
                 **r["sampling"]}
     recipe = {"objective": "rectified flow on scaled video-vae latent means, v = noise - x0, t = 1 is noise",
-              "t": f"logit-normal, then time_shift(alpha={shift:.4f}) (Open-Sora's resolution shift)",
+              "t": f"logit-normal, then time_shift(gamma={shift:.4f}) (Open-Sora's resolution shift)",
               "text_dropout": r["text_dropout"], "text_dropout_joint": r["text_dropout_joint"],
               "data": f"{n_videos} moving-digit videos (train split, seed {r['data_seed']}) encoded once; text "
                       "embeddings of the 240 captions and \"\" cached",

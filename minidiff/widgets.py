@@ -508,20 +508,20 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
 # ------------------------------------------------------------------------------------------ latent explorer (VAE)
 
 
-def latent_walk_frame(vae, z_a: torch.Tensor, z_b: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Decode the straight line between two latents (unscaled, (C, T_lat, h, w) each) at `alpha` in [0, 1]:
-    x = decode((1 - alpha) z_a + alpha z_b), one video (1, C, T, H, W)."""
+def latent_walk_frame(vae, z_a: torch.Tensor, z_b: torch.Tensor, lam: float) -> torch.Tensor:
+    """Decode the straight line between two latents (unscaled, (C, T_lat, h, w) each) at the weight `lam` in [0, 1]:
+    x = decode((1 - lam) z_a + lam z_b), one video (1, C, T, H, W)."""
     if z_a.shape != z_b.shape:
         raise ValueError(f"the two latents must have the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"the weight lam must be in [0, 1], got {lam}")
     with torch.no_grad():
-        return vae.decode(((1 - alpha) * z_a + alpha * z_b)[None]).clamp(-1, 1).cpu()
+        return vae.decode(((1 - lam) * z_a + lam * z_b)[None]).clamp(-1, 1).cpu()
 
 
 def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None):
     """Pick two videos and walk between their latents: the rows show video A itself, the decoded mix and video B
-    itself, frame by frame. The mix at alpha = 0 is decode(z_A), A's reconstruction (not A), at alpha = 1 B's."""
+    itself, frame by frame. The mix at lam = 0 is decode(z_A), A's reconstruction (not A), at lam = 1 B's."""
     import ipywidgets as W
 
     from .viz import show_video_frames
@@ -531,16 +531,16 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
     n = len(videos)
     a = W.IntSlider(value=0, min=0, max=n - 1, description="video A", continuous_update=False)
     b = W.IntSlider(value=min(1, n - 1), min=0, max=n - 1, description="video B", continuous_update=False)
-    alpha = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="alpha", continuous_update=False)
+    lam = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="weight λ", continuous_update=False)
 
     def draw() -> None:
-        mix = latent_walk_frame(vae, latents[a.value], latents[b.value], alpha.value)
+        mix = latent_walk_frame(vae, latents[a.value], latents[b.value], lam.value)
         rows = torch.cat([videos[a.value][None].cpu(), mix, videos[b.value][None].cpu()])
-        names = [captions[a.value] if captions else f"video {a.value}", f"decode(mix), alpha={alpha.value:.1f}",
+        names = [captions[a.value] if captions else f"video {a.value}", f"decode(mix), λ={lam.value:.1f}",
                  captions[b.value] if captions else f"video {b.value}"]
         show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
 
-    return _interactive([a, b, alpha], draw, [W.HBox([a, b]), alpha], name="latent-walk explorer", busy="decoding")
+    return _interactive([a, b, lam], draw, [W.HBox([a, b]), lam], name="latent-walk explorer", busy="decoding")
 
 
 # ------------------------------------------------------------------------------------------------- prompt search

@@ -197,7 +197,7 @@ CASES = [
     ("numbers", "slerp zero vector", lambda: ddim.slerp(torch.zeros(2, 3), torch.randn(2, 3), 0.5), ValueError,
      ["z0", "all zeros"]),
     ("numbers", "slerp alpha nan", lambda: ddim.slerp(torch.randn(2, 3), torch.randn(2, 3), NAN), ValueError,
-     ["alpha", "nan"]),
+     ["lam", "nan"]),
     ("numbers", "slerp NaN noise", lambda: ddim.slerp(torch.full((2, 3), NAN), torch.randn(2, 3), 0.5), ValueError,
      ["z0", "NaN"]),
     ("numbers", "sampler noise with NaN", lambda: _ddim(noise=torch.full((4, 1, 8, 8), NAN)), ValueError,

@@ -319,3 +319,40 @@ def test_shipped_flow_model_loads():
     m, card = load_pretrained("flow-digits")
     assert card["recipe"] == "flow-digits"
     assert m(torch.randn(2, 1, 16, 16), torch.tensor([0.0, 0.999]), torch.tensor([3, 10])).shape == (2, 1, 16, 16)
+
+
+class _GaussianVelocity(torch.nn.Module):
+    """The exact velocity field for data N(0, s0^2 I): v(x, t) = (t - (1 - t) s0^2) / var_t * x."""
+
+    def __init__(self, s0: float):
+        super().__init__()
+        self.s0 = s0
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def var(self, t):
+        return (1 - t) ** 2 * self.s0**2 + t**2
+
+    def forward(self, x, t):
+        t = t.reshape(-1, *([1] * (x.ndim - 1)))
+        return (t - (1 - t) * self.s0**2) / self.var(t) * x
+
+
+def test_score_from_velocity_is_the_exact_score_on_gaussian_data():
+    m = _GaussianVelocity(0.5)
+    x, t = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9, 1.0], dtype=torch.float64)
+    want = -x / m.var(t)[:, None]                      # grad log N(0, var_t) = -x / var_t
+    assert torch.allclose(flow.score_from_velocity(x, m(x, t), t), want)
+    with pytest.raises(ValueError, match="t > 0"):
+        flow.score_from_velocity(x, m(x, t), torch.zeros(6))
+
+
+def test_sde_sampler_keeps_the_marginals_and_churn_zero_is_euler():
+    m = _GaussianVelocity(0.5)
+    z = torch.randn(4000, 1, generator=torch.Generator().manual_seed(0))
+    ode = flow.sde_sample(m, z.shape, steps=20, churn=0.0, noise=z, progress=False)
+    assert torch.allclose(ode, flow.euler_sample(m, z.shape, steps=20, noise=z, progress=False))
+    for churn in (1.0, 4.0):
+        x = flow.sde_sample(m, z.shape, steps=400, churn=churn, noise=z, generator=torch.Generator().manual_seed(1),
+                            progress=False)
+        assert abs(float(x.std()) - 0.5) < 0.03, (churn, float(x.std()))
+        assert not torch.allclose(x, ode, atol=1e-3)      # the fresh noise changes the path, not the distribution

@@ -336,6 +336,17 @@ CASES.update({
             (lambda tok, p, h, w, c: tok.reshape(tok.shape[0], c, h, w) * 0, "undo patchify"),
         ],
     ),
+    "attention": (
+        ex.check_attention,
+        lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ v,
+        [
+            (lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v, "by sqrt(d), the head size"),
+            (lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1], -1) @ v, "not by d"),
+            (lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -2) @ v, "over the keys"),
+            (lambda q, k, v: torch.softmax(k @ q.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ v, "queries as rows"),
+            (lambda q, k, v: v, "with the softmax over the last axis"),
+        ],
+    ),
     "modulate": (
         ex.check_modulate,
         _layers.modulate,

@@ -61,3 +61,28 @@ def test_the_widget_list_above_finds_every_widget_the_lessons_build():
     builders = {b for nb in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") for b in WIDGET_BUILDERS
                 if b in nb.read_text()}
     assert builders == set(WIDGET_BUILDERS)
+
+
+NOTATION_SYMBOLS = [r"$T$", r"$F$", r"$\beta_t$", r"$\kappa_t$", r"$v^\text{diff}$", r"$\gamma$", r"$\lambda$",
+                    r"$w$", r"$w_\text{KL}$", r"$s_\theta(x, t)$"]
+
+
+def test_readme_has_one_notation_table_and_every_lesson_links_it():
+    readme = (ROOT / "README.md").read_text()
+    assert "\n## Notation\n" in readme
+    table = readme.split("\n## Notation\n", 1)[1]
+    missing = [s for s in NOTATION_SYMBOLS if f"| {s}" not in table]
+    assert not missing, f"the README's notation table lacks {missing}"
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        first = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        assert "../README.md#notation" in first, f"{nb.name}: the first cell does not link the notation table"
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)
+def test_lessons_cite_what_a_learner_can_open(nb):
+    """Lessons cite papers, posts and files, never documents the learner does not have."""
+    import re
+
+    text = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "markdown")
+    bad = re.findall(r"(?i)\b(?:source texts?|seed texts?|the seeds\b|course notes|\.\./shared)", text)
+    assert not bad, f"{nb.name} cites {bad}: cite the paper, post or file instead"

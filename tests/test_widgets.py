@@ -167,7 +167,7 @@ def test_latent_walk_frame_ends_at_each_reconstruction_and_widget_builds():
     assert torch.allclose(latent_walk_frame(vae, z[0], z[1], 1.0)[0], recon[1], atol=1e-5)
     mid = latent_walk_frame(vae, z[0], z[1], 0.5)
     assert mid.shape == (1, 3, 9, 32, 32) and not torch.allclose(mid[0], recon[0], atol=1e-2)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="weight lam"):
         latent_walk_frame(vae, z[0], z[1], 1.5)
     with pytest.raises(ValueError, match="same shape"):
         latent_walk_frame(vae, z[0], z[0, :, :2], 0.5)

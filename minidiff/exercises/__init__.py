@@ -33,7 +33,14 @@ from .lesson01 import (
 from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0, check_sample_loop
 from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_invert, check_slerp
 from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_heun_sampler, check_velocity_loss
-from .lesson05 import check_cfg_combine, check_dit_block, check_modulate, check_patchify, check_unpatchify
+from .lesson05 import (
+    check_attention,
+    check_cfg_combine,
+    check_dit_block,
+    check_modulate,
+    check_patchify,
+    check_unpatchify,
+)
 from .lesson06 import check_causal_conv3d, check_causal_pad, check_kl_divergence, check_reparameterize
 from .lesson07 import check_clip_loss, check_clip_training_step, check_pool_at_eos, check_prompt_to_ids
 from .lesson08 import (
@@ -78,6 +85,7 @@ __all__ = [
     "check_patchify",
     "check_unpatchify",
     "check_modulate",
+    "check_attention",
     "check_cfg_combine",
     "check_dit_block",
     "check_reparameterize",

@@ -82,7 +82,7 @@ def check_ddim_timesteps(fn: Callable) -> None:
 
 
 def check_slerp(fn: Callable) -> None:
-    """fn(z0, z1, alpha) -> spherical interpolation, per sample."""
+    """fn(z0, z1, lam) -> spherical interpolation, per sample."""
     name = "my_slerp"
     g = torch.Generator().manual_seed(22)
     z0, z1 = torch.randn(4, 1, 8, 8, generator=g).double(), torch.randn(4, 1, 8, 8, generator=g).double()
@@ -91,12 +91,12 @@ def check_slerp(fn: Callable) -> None:
         want = ddim.slerp(z0, z1, a)
         if not close(got, want, atol=1e-4, rtol=1e-3):
             if close(got, (1 - a) * z0 + a * z1, atol=1e-4):
-                hint = "that is linear interpolation; slerp weights are sin((1-a) w)/sin(w) and sin(a w)/sin(w)"
+                hint = "that is linear interpolation; slerp weights are sin((1-lam) w)/sin(w) and sin(lam w)/sin(w)"
             else:
                 hint = ("w = arccos(<z0, z1> / (|z0| |z1|)) computed per sample over all pixels "
                         "(flatten from dim 1), reshaped to (B, 1, 1, 1)")
-            raise CheckFailed(f"{name}: wrong at alpha={a}. Hint: {hint}.")
-    ok(name, "matches spherical interpolation at alpha = 0, 0.3, 0.5, 1")
+            raise CheckFailed(f"{name}: wrong at lam={a}. Hint: {hint}.")
+    ok(name, "matches spherical interpolation at lam = 0, 0.3, 0.5, 1")
 
 
 def _reference_inversion(model, s, x0, y, steps, order_down=False, eps_at_target=False):

@@ -131,3 +131,28 @@ def check_dit_block(fn: Callable) -> None:
             raise CheckFailed(f"{name}: differs from the DiT block by up to {float((got - want).abs().max()):.3g}. "
                               f"Hint: {hint}.")
     ok(name, "matches DiTBlock.forward with every gate, shift and scale non-zero")
+
+
+def check_attention(fn: Callable) -> None:
+    """fn(q, k, v) = softmax(q k^T / sqrt(d)) v for q, k, v of shape (B, H, L, d), per head."""
+    name = "scaled_dot_product"
+    g = torch.Generator().manual_seed(55)
+    for b, h, n, d in [(2, 3, 5, 4), (1, 2, 7, 16)]:
+        q, k, v = (torch.randn(b, h, n, d, generator=g) * 2 for _ in range(3))
+        want = layers.attention_weights(q, k) @ v
+        out = as_tensor(call(fn, name, q.clone(), k.clone(), v.clone()), f"{name}(q, k, v of shape {(b, h, n, d)})",
+                        (b, h, n, d))
+        if close(out, want):
+            continue
+        scores = q @ k.transpose(-2, -1)
+        hints = [(torch.softmax(scores, -1) @ v,
+                  "divide the scores q k^T by sqrt(d), the head size, before the softmax"),
+                 (torch.softmax(scores / d, -1) @ v, "divide by sqrt(d), not by d"),
+                 (torch.softmax(scores / d**0.5, -2) @ v, "take the softmax over the keys (the last axis of q k^T): "
+                  "each query's weights must sum to 1"),
+                 (torch.softmax(k @ q.transpose(-2, -1) / d**0.5, -1) @ v, "the scores are q k^T (queries as rows), "
+                  "not k q^T")]
+        hint = next((h_ for alt, h_ in hints if close(out, alt)), "compute A = softmax(q k^T / sqrt(d)) with the "
+                    "softmax over the last axis, then return A v")
+        raise CheckFailed(f"{name}: wrong output for q, k, v of shape {(b, h, n, d)}. Hint: {hint}.")
+    ok(name, "softmax(q k^T / sqrt(d)) v for 2 shapes, 2 and 3 heads")

@@ -230,6 +230,17 @@ class EmbedND(nn.Module):
 # ------------------------------------------------------------------------------------------------ attention, MLP
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """A = softmax(q k^T / sqrt(d)) over the keys: q, k (B, H, L, d) -> (B, H, L_q, L_k), each row sums to 1.
+
+    Row i says how much query token i takes from every token; `attention` returns A v (fused, without forming A).
+    Lesson 05 draws these rows as heat maps."""
+    if q.ndim != 4 or k.ndim != 4 or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have shape (B, H, L, d) with the same d, got {tuple(q.shape)} and "
+                         f"{tuple(k.shape)}")
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe: torch.Tensor | None = None,
               mask: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over heads: q, k, v (B, H, L, d) -> (B, L, H*d).
