@@ -233,7 +233,7 @@ def test_flow_definitions():
 
 
 def test_flow_bad_inputs():
-    with pytest.raises(ValueError, match=r"shift alpha must lie in \[0.001, 1000\]"):
+    with pytest.raises(ValueError, match=r"shift gamma must lie in \[0.001, 1000\]"):
         flow.time_shift(0.0, torch.tensor(0.5))
     with pytest.raises(ValueError, match="positive integer"):
         flow.euler_timesteps(0)
