@@ -34,7 +34,7 @@ class TextToVideo:
     frames: int = 9
     height: int = 32
     width: int = 32
-    shift: float = 1.0  # the time shift alpha of training, reused for the sampling grid (Open-Sora does the same)
+    shift: float = 1.0  # the time shift gamma of training, reused for the sampling grid (Open-Sora does the same)
     steps: int = 20
     cfg_scale: float = 3.0
 
