@@ -236,16 +236,18 @@ def sde_sample(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    trajectory: bool | int = False,
     progress: bool = True,
     shift: float = 1.0,
-) -> torch.Tensor:
+) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Euler-Maruyama on the reverse-time SDE with the flow's marginals, g(t)^2 = churn * t:
 
         dx = [v - (g^2 / 2) score] dt + g dW   =   [v + (churn / 2) eps_hat] dt + g dW,   t from 1 to 0,
 
     i.e. per step (h = t_next - t_cur < 0): x <- x + h (v + churn/2 eps_hat) + sqrt(churn t_cur |h|) z.
     churn = 0 is `euler_sample` (the probability-flow ODE); churn > 0 adds a Langevin move (a step up the score plus
-    fresh noise) at every noise level. Same arguments as `euler_sample`; noise for z comes from `generator`."""
+    fresh noise) at every noise level. Same arguments and returns as `euler_sample` (`trajectory` too); noise for z
+    comes from `generator`."""
     from tqdm.auto import tqdm
 
     churn = check_number("churn", churn, low=0.0, high=100.0)
@@ -254,16 +256,18 @@ def sde_sample(
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)
+    record = TrajectoryRecorder(trajectory)
     for i in tqdm(range(steps), desc=f"SDE {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
         h = t_next - t_cur
         v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        record.add(i, t_cur, x, x - t_cur * v)
         eps_hat = x + (1 - t_cur) * v
         x = x + h * (v + churn / 2 * eps_hat)
         if churn > 0:
             z = torch.randn(shape, generator=generator).to(device)
             x = x + (churn * t_cur * -h) ** 0.5 * z
-    return x
+    return record.result(x, float(ts[-1]), "SDE sampling")
 
 
 # ------------------------------------------------------------------------------------- the unified view

@@ -356,3 +356,15 @@ def test_sde_sampler_keeps_the_marginals_and_churn_zero_is_euler():
                             progress=False)
         assert abs(float(x.std()) - 0.5) < 0.03, (churn, float(x.std()))
         assert not torch.allclose(x, ode, atol=1e-3)      # the fresh noise changes the path, not the distribution
+
+
+def test_sde_sampler_records_its_trajectory_like_euler():
+    m = _GaussianVelocity(0.5)
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    x, traj = flow.sde_sample(m, z.shape, steps=10, churn=1.0, noise=z, trajectory=True,
+                              generator=torch.Generator().manual_seed(1), progress=False)
+    assert len(traj) == 11 and torch.equal(traj[0].x, z) and torch.equal(traj[-1].x, x)
+    assert [round(s.t, 6) for s in traj] == [round(float(t), 6) for t in flow.euler_timesteps(10)]
+    again = flow.sde_sample(m, z.shape, steps=10, churn=1.0, noise=z, generator=torch.Generator().manual_seed(1),
+                            progress=False)
+    assert torch.equal(again, x)                          # a seed gives the same samples, trajectory or not
