@@ -147,9 +147,10 @@ def euler_sample(
 
 def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, noise: torch.Tensor | None,
                generator: torch.Generator | None, device: torch.device | str | None, trajectory: bool | int,
-               progress: bool, shift: float, timesteps: torch.Tensor | None, heun: bool
+               progress: bool, shift: float, timesteps: torch.Tensor | None, heun: bool, churn: float = 0.0
                ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
-    """The one loop behind `euler_sample` and `heun_sample`: check the inputs, build the grid, take the steps."""
+    """The one loop behind `euler_sample`, `heun_sample` and `sde_sample`: check the inputs, build the grid, take the
+    steps (Euler, Heun's correction, or Euler-Maruyama when churn > 0)."""
     from tqdm.auto import tqdm
 
     shape = check_shape(shape)
@@ -164,7 +165,7 @@ def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | No
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
-    name, steps = ("Heun" if heun else "Euler"), len(ts) - 1
+    name, steps = ("Heun" if heun else "SDE" if churn > 0 else "Euler"), len(ts) - 1
     for i in tqdm(range(steps), desc=f"{name} {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
         v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
@@ -173,6 +174,10 @@ def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | No
         if heun and t_next != 0:  # Heun: the slope where the Euler step lands corrects it (not on the step to t = 0)
             v_next = model(x_next, torch.full((shape[0],), t_next, device=device), **cond).float()
             x_next = x + (t_next - t_cur) * (v + v_next) / 2
+        if churn > 0:  # the SDE: the Langevin half of the step, (churn/2) eps_hat drift plus fresh noise
+            x_next = x_next + (t_next - t_cur) * churn / 2 * (x + (1 - t_cur) * v)
+            z = torch.randn(shape, generator=generator).to(device)
+            x_next = x_next + (churn * t_cur * (t_cur - t_next)) ** 0.5 * z
         x = x_next
     return record.result(x, float(ts[-1]), f"{name} sampling")
 
@@ -219,6 +224,8 @@ def score_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> t
 
     The noise estimate *is* a scaled score: E[eps | x_t] = -t grad log p_t(x_t) (Tweedie's formula). For DDPM's
     data definition the same holds with sqrt(1 - abar_t) in place of t."""
+    if v.shape != xt.shape:
+        raise ValueError(f"v must have x_t's shape {tuple(xt.shape)}, got {tuple(v.shape)}")
     tb = _bcast(check_flow_t(t, xt.shape[0]), xt)
     if bool((tb <= 0).any()):
         raise ValueError("the score is defined for t > 0 only (at t = 0 p_t is the data distribution itself)")
@@ -248,26 +255,9 @@ def sde_sample(
     churn = 0 is `euler_sample` (the probability-flow ODE); churn > 0 adds a Langevin move (a step up the score plus
     fresh noise) at every noise level. Same arguments and returns as `euler_sample` (`trajectory` too); noise for z
     comes from `generator`."""
-    from tqdm.auto import tqdm
-
     churn = check_number("churn", churn, low=0.0, high=100.0)
-    shape = check_shape(shape)
-    ts = euler_timesteps(steps, shift)
-    device = torch.device(device) if device is not None else model_device(model)
-    cond = check_cond(cond, shape[0], device, model)
-    x = initial_noise(shape, noise, generator, device)
-    record = TrajectoryRecorder(trajectory)
-    for i in tqdm(range(steps), desc=f"SDE {steps} steps", disable=not progress, leave=False):
-        t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        h = t_next - t_cur
-        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
-        record.add(i, t_cur, x, x - t_cur * v)
-        eps_hat = x + (1 - t_cur) * v
-        x = x + h * (v + churn / 2 * eps_hat)
-        if churn > 0:
-            z = torch.randn(shape, generator=generator).to(device)
-            x = x + (churn * t_cur * -h) ** 0.5 * z
-    return record.result(x, float(ts[-1]), "SDE sampling")
+    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, None,
+                      heun=False, churn=churn)
 
 
 # ------------------------------------------------------------------------------------- the unified view

@@ -368,3 +368,27 @@ def test_sde_sampler_records_its_trajectory_like_euler():
     again = flow.sde_sample(m, z.shape, steps=10, churn=1.0, noise=z, generator=torch.Generator().manual_seed(1),
                             progress=False)
     assert torch.equal(again, x)                          # a seed gives the same samples, trajectory or not
+
+
+def test_score_sde_and_attention_weights_refuse_bad_input_clearly():
+    from minidiff.models.layers import attention_weights
+
+    m = _GaussianVelocity(0.5)
+    x, t = torch.randn(4, 2), torch.full((4,), 0.5)
+    with pytest.raises(ValueError, match="v must have x_t's shape"):
+        flow.score_from_velocity(x, torch.randn(4, 3), t)
+    with pytest.raises(ValueError, match=r"t must have shape \(4,\)"):
+        flow.score_from_velocity(x, x, torch.full((3,), 0.5))
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        flow.score_from_velocity(x, x, torch.full((4,), float("nan")))
+    for churn in (-1.0, float("nan"), None):
+        with pytest.raises(ValueError, match="churn"):
+            flow.sde_sample(m, (4, 2), steps=3, churn=churn, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        flow.sde_sample(m, (4, 2), steps=0, progress=False)
+    with pytest.raises(ValueError, match="same B, H and d"):
+        attention_weights(torch.randn(2, 4, 5, 8), torch.randn(2, 3, 5, 8))
+    with pytest.raises(ValueError, match=r"\(B, H, L, d\)"):
+        attention_weights(torch.randn(4, 5, 8), torch.randn(4, 5, 8))
+    a = attention_weights(torch.randn(2, 4, 5, 8), torch.randn(2, 4, 7, 8))
+    assert a.shape == (2, 4, 5, 7) and torch.allclose(a.sum(-1), torch.ones(2, 4, 5))

@@ -235,8 +235,8 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
     Row i says how much query token i takes from every token; `attention` returns A v (fused, without forming A).
     Lesson 05 draws these rows as heat maps."""
-    if q.ndim != 4 or k.ndim != 4 or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must have shape (B, H, L, d) with the same d, got {tuple(q.shape)} and "
+    if q.ndim != 4 or k.ndim != 4 or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have shape (B, H, L, d) with the same B, H and d, got {tuple(q.shape)} and "
                          f"{tuple(k.shape)}")
     return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
 
