@@ -11,6 +11,11 @@ only with --install, and only once the new files are complete.
     python -m minidiff.recipes text-encoder [--minutes 3]      # needs video-vae
     python -m minidiff.recipes t2v-mmdit [--minutes 30]        # needs video-vae and text-encoder
     python benchmarks/image_quality.py --record-in-card    # then measures ddpm-digits and adds its metrics
+
+Beyond the laptop (README "Beyond the laptop"): `--device cuda`, `--precision bf16`, `--preset gpu` (a larger
+model for one GPU, for dit-digits and t2v-mmdit), and several processes with the same command under torchrun:
+
+    torchrun --standalone --nproc_per_node=2 -m minidiff.recipes flow-digits --steps 2000
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import ddpm, flow
+from . import ddpm, distributed, flow
 from .data import caption_table, load_digits
 from .eval import class_accuracy, retrieval_top1, train_classifier
 from .models.dit import DiT, DiTConfig
@@ -67,6 +72,17 @@ DIT_DIGITS = {
 }
 
 
+# `--preset gpu`: for one GPU (untested on one here: we have none; see the README). A DiT-B/2-sized model: DiT's
+# paper trains DiT-B with hidden 768, depth 12, 12 heads; here width 384 keeps a 16x16 digit run to tens of minutes.
+DIT_DIGITS_GPU = {
+    **DIT_DIGITS,
+    "dit": DiTConfig(image_size=16, in_channels=1, patch_size=2, hidden_size=384, depth=12, num_heads=6,
+                     num_classes=10, time_factor=1000.0),
+    "train": TrainConfig(steps=200_000, batch_size=256, lr=3e-4, warmup_steps=500, ema_decay=0.999, grad_clip=1.0,
+                         max_minutes=60.0, seed=0, bf16=None, log_every=50),
+}
+
+
 VIDEO_VAE = {
     "vae": VAEConfig(in_channels=3, latent_channels=4, channels=(16, 32, 32), spatial_compression=2,
                      temporal_compression=4, kl_weight=1e-3),
@@ -90,17 +106,25 @@ TEXT_ENCODER = {
 }
 
 
+TRAIN_OVERRIDES = ("batch_size", "bf16")  # what the CLI's --batch-size and --precision may change
+
+
 def _train_config(base: TrainConfig, minutes: float | None, steps: int | None,
-                  checkpoint_path: str | None = None) -> TrainConfig:
-    """A copy of a recipe's TrainConfig with the caller's overrides; bf16 'auto' resolved so the card records it."""
-    cfg = TrainConfig(**{**base.__dict__})
+                  checkpoint_path: str | None = None, device: torch.device | str | None = None,
+                  **overrides) -> TrainConfig:
+    """A copy of a recipe's TrainConfig with the caller's overrides (minutes, steps, and any of TRAIN_OVERRIDES
+    that is not None); bf16 'auto' resolved for `device` so the card records it."""
+    unknown = set(overrides) - set(TRAIN_OVERRIDES)
+    if unknown:
+        raise ValueError(f"cannot override {sorted(unknown)} of a recipe; only {list(TRAIN_OVERRIDES)}")
+    cfg = TrainConfig(**{**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     if minutes is not None:
         cfg.max_minutes = minutes
     if steps is not None:
         cfg.steps = steps
     cfg.checkpoint_path = checkpoint_path
     if cfg.bf16 is None:
-        cfg.bf16 = bf16_is_fast()
+        cfg.bf16 = bf16_is_fast(device)
     return cfg
 
 
@@ -108,10 +132,15 @@ def _public(cfg: TrainConfig) -> dict:
     return {k: v for k, v in cfg.__dict__.items() if k != "checkpoint_path"}
 
 
-def _card(name: str, result, recipe: dict) -> dict:
-    return {"recipe": name, "recipe_config": recipe, "train_minutes": round(result.minutes, 2),
+def _card(name: str, result, recipe: dict, preset: str = "default") -> dict:
+    card = {"recipe": name, "recipe_config": recipe, "train_minutes": round(result.minutes, 2),
             "train_steps": result.step, "threads": torch.get_num_threads(),
             "final_loss": round(sum(result.losses[-100:]) / min(100, len(result.losses)), 5)}
+    if preset != "default":
+        card["preset"] = preset
+    if result.world_size > 1 or not result.device.startswith("cpu"):  # the shipped cards stay as they were
+        card |= {"world_size": result.world_size, "device": result.device}
+    return card
 
 
 def _label_cond(y: torch.Tensor | None, num_classes: int, label_dropout: float, g: torch.Generator) -> dict | None:
@@ -130,34 +159,39 @@ def flow_loss_fn(num_classes: int, label_dropout: float, logit_normal: bool = Tr
 
 
 def _flow_digits_recipe(r: dict, make_model, minutes: float | None, steps: int | None, progress: bool,
-                        checkpoint_path: str | None):
+                        checkpoint_path: str | None, device: torch.device | str | None = None, **overrides):
     """Train make_model() with rectified flow on the digits' train split, as recipe `r` says."""
     seed_everything(r["train"].seed)
-    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path, device, **overrides)
     x, y = load_digits(16, split="train")  # the other half is the benchmarks' held-out reference
     model = make_model()
     result = train(model, flow_loss_fn(model.config.num_classes, r["label_dropout"], r["logit_normal"]), (x, y), cfg,
-                   progress=progress)
+                   device=device, progress=progress)
     recipe = {"objective": "rectified flow, v = eps - x0, t = 1 is noise", "logit_normal": r["logit_normal"],
               "label_dropout": r["label_dropout"], "data": "digits-16 train split", "train": _public(cfg)}
     return result, recipe
 
 
 def flow_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                checkpoint_path: str | None = None):
-    """Lesson 04: the same U-Net as ddpm-digits, trained with rectified flow (logit-normal t) on the train split."""
+                checkpoint_path: str | None = None, device: torch.device | str | None = None, **overrides):
+    """Lesson 04: the same U-Net as ddpm-digits, trained with rectified flow (logit-normal t) on the train split.
+    `device` (default: where the model is made, the CPU) and `overrides` (batch_size, bf16) are the CLI's."""
     return _flow_digits_recipe(FLOW_DIGITS, lambda: UNet(FLOW_DIGITS["unet"]), minutes, steps, progress,
-                               checkpoint_path)
+                               checkpoint_path, device, **overrides)
 
 
 def dit_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-               checkpoint_path: str | None = None):
-    """Lesson 05's class-conditional DiT, trained with rectified flow (logit-normal t, 10 % label dropout)."""
-    return _flow_digits_recipe(DIT_DIGITS, lambda: DiT(DIT_DIGITS["dit"]), minutes, steps, progress, checkpoint_path)
+               checkpoint_path: str | None = None, device: torch.device | str | None = None,
+               preset: str = "default", **overrides):
+    """Lesson 05's class-conditional DiT, trained with rectified flow (logit-normal t, 10 % label dropout);
+    preset "gpu" is DIT_DIGITS_GPU."""
+    r = _preset("dit-digits", preset)
+    return _flow_digits_recipe(r, lambda: DiT(r["dit"]), minutes, steps, progress, checkpoint_path, device,
+                               **overrides)
 
 
 def video_vae(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-              checkpoint_path: str | None = None):
+              checkpoint_path: str | None = None, device: torch.device | str | None = None, **overrides):
     """Lesson 06's causal video VAE on moving digits (train combinations), then its latent scaling factor.
 
     Returns (TrainResult whose `ema` has config.scaling_factor = 1 / std of the latent means of 1,000 training videos,
@@ -166,10 +200,11 @@ def video_vae(minutes: float | None = None, steps: int | None = None, progress: 
 
     r = VIDEO_VAE
     seed_everything(r["train"].seed)
-    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path, device, **overrides)
     videos = moving_digits(r["n_videos"], seed=0, split="train").videos
-    result = train(VideoVAE(r["vae"]), lambda m, x, y, g: m.loss(x, g), (videos, None), cfg, progress=progress)
-    vae = result.ema.eval()
+    result = train(VideoVAE(r["vae"]), lambda m, x, y, g: m.loss(x, g), (videos, None), cfg, device=device,
+                   progress=progress)
+    vae = result.ema.cpu().eval()
     with torch.no_grad():
         mean, _ = vae.encode(videos[:1000])
     vae.config.scaling_factor = round(1.0 / float(mean.std()), 5)
@@ -197,7 +232,8 @@ def image_vae(kl_weight: float | None, steps: int | None = None, progress: bool 
 
 
 def text_encoder(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                 checkpoint_path: str | None = None, n_videos: int | None = None, n_eval: int = 500):
+                 checkpoint_path: str | None = None, n_videos: int | None = None, n_eval: int = 500,
+                 device: torch.device | str | None = None, **overrides):
     """Lesson 07's tiny CLIP: the text encoder trained contrastively against the shipped video VAE's latents of
     moving digits (train combinations). `n_videos` (default the recipe's) and `n_eval` (videos per split for the
     retrieval metrics) let the lesson run a smaller version. Returns (TrainResult, recipe dict, metrics)."""
@@ -206,7 +242,7 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
 
     r = TEXT_ENCODER
     seed_everything(r["train"].seed)
-    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path, device, **overrides)
     vae, _ = load_pretrained("video-vae")
     n_videos = n_videos or r["n_videos"]
     md = moving_digits(n_videos, seed=2, split="train")
@@ -216,8 +252,8 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
     config = TinyCLIPConfig.from_dict(r["clip"].to_dict())
     config.text.words = caption_words()
     result = train(TinyCLIP(config), lambda m, x, y, g: m.loss(x, [table[i] for i in y.tolist()]),
-                   (latents, index), cfg, progress=progress)
-    clip = result.ema.eval()
+                   (latents, index), cfg, device=device, progress=progress)
+    clip = result.ema.cpu().eval()
     metrics = {}
     for split in ("train", "heldout"):
         ev = moving_digits(n_eval, seed=3, split=split)
@@ -243,6 +279,31 @@ T2V_MMDIT = {
     # guidance 7: the best of 1, 2, 4, 7, 10 in benchmarks/text_to_video.py cfg, but within one standard error of 4
     "sampling": {"steps": 20, "cfg_scale": 7.0},
 }
+
+
+# `--preset gpu`: for one GPU (untested on one here: we have none; see the README): 3x wider, 3x deeper (Flux has
+# 19 double + 38 single blocks at width 3072), twice the videos, 8x the batch and bf16 where the GPU has it. Same
+# latent grid: more frames or 64x64 videos would first need the video VAE and text encoder retrained for them.
+T2V_MMDIT_GPU = {
+    **T2V_MMDIT,
+    "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=384,
+                         mlp_ratio=4.0, num_heads=6, depth=4, depth_single_blocks=8, axes_dim=(16, 24, 24)),
+    "train": TrainConfig(steps=30_000, batch_size=128, lr=1e-3, lr_schedule="cosine", warmup_steps=500,
+                         ema_decay=0.999, grad_clip=1.0, max_minutes=120.0, seed=0, bf16=None, log_every=50),
+    "n_videos": 40_000,
+}
+
+PRESETS = {"dit-digits": {"default": DIT_DIGITS, "gpu": DIT_DIGITS_GPU},
+           "t2v-mmdit": {"default": T2V_MMDIT, "gpu": T2V_MMDIT_GPU}}
+
+
+def _preset(name: str, preset: str) -> dict:
+    """Recipe `name`'s settings for `preset` ("default" is the one the shipped checkpoint was made with)."""
+    options = PRESETS.get(name, {"default": None})
+    if preset not in options:
+        have = ", ".join(f"{n} ({', '.join(p)})" for n, p in PRESETS.items())
+        raise ValueError(f"recipe {name} has no preset {preset!r}; presets: {have}")
+    return options[preset]
 
 
 CACHE_DIR = Path(__file__).resolve().parents[1] / "data" / "cache"  # ignored by git; safe to delete
@@ -304,18 +365,20 @@ def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: in
 
 def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: bool = True,
               checkpoint_path: str | None = None, n_videos: int | None = None, config: MMDiTConfig | None = None,
-              train_config: TrainConfig | None = None, evaluate: bool = True):
+              train_config: TrainConfig | None = None, evaluate: bool = True,
+              device: torch.device | str | None = None, preset: str = "default", **overrides):
     """Lesson 08's text-to-video MMDiT on moving digits (train combinations): the shipped video VAE and tiny CLIP
     are frozen; their outputs (scaled latent means, txt / y_vec of all 240 captions and "") are computed once.
     `config` / `train_config` let the lesson and the ablation benchmark train variants with the same recipe.
+    `preset` "gpu" is T2V_MMDIT_GPU. Under torchrun only rank 0 evaluates.
     Returns (TrainResult, recipe dict, card fields: the pipeline settings and, if `evaluate`, prompt adherence)."""
     from .models.mmdit import MMDiT
     from .pretrained import load_pretrained
 
-    r = T2V_MMDIT
+    r = _preset("t2v-mmdit", preset)
     base = train_config or r["train"]
     seed_everything(base.seed)
-    cfg = _train_config(base, minutes, steps, checkpoint_path)
+    cfg = _train_config(base, minutes, steps, checkpoint_path, device, **overrides)
     vae, _ = load_pretrained("video-vae")
     clip, _ = load_pretrained("text-encoder")
     n_videos = n_videos or r["n_videos"]
@@ -325,7 +388,8 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
     mcfg = config or r["mmdit"]
     shift = flow.resolution_shift((h // mcfg.patch_size) * (w // mcfg.patch_size), t_lat)
     loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"])
-    result = train(MMDiT(MMDiTConfig.from_dict(mcfg.to_dict())), loss, (latents, index), cfg, progress=progress)
+    result = train(MMDiT(MMDiTConfig.from_dict(mcfg.to_dict())), loss, (latents, index), cfg, device=device,
+                   progress=progress)
     pipeline = {"vae": "video-vae", "text_encoder": "text-encoder", "frames": video_shape[1],
                 "height": video_shape[2], "width": video_shape[3], "shift": round(shift, 5),
                 **r["sampling"]}
@@ -336,13 +400,14 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
                       "embeddings of the 240 captions and \"\" cached",
               "train": _public(cfg)}
     fields = {"pipeline": pipeline}
-    if evaluate:
+    if evaluate and distributed.is_main():
         from .eval import prompt_adherence
         from .pipeline import TextToVideo
 
         judge, _ = load_pretrained("digit-classifier")
-        pipe = TextToVideo(result.ema.eval(), vae, clip.text_encoder.eval(), **{k: v for k, v in pipeline.items()
-                                                                               if k not in ("vae", "text_encoder")})
+        settings = {k: v for k, v in pipeline.items() if k not in ("vae", "text_encoder")}
+        # on the CPU, where the judge is
+        pipe = TextToVideo(result.ema.cpu().eval(), vae, clip.text_encoder.eval(), **settings)
         fields["metrics"] = {split: prompt_adherence(pipe, judge, split, seed=1) for split in ("train", "heldout")}
         fields["metrics"]["source"] = (f"recipes.t2v_mmdit: every caption of the split once (seed 1), "
                                        f"{pipeline['steps']} Euler steps, guidance {pipeline['cfg_scale']}")
@@ -359,16 +424,16 @@ def ddpm_loss_fn(schedule, num_classes: int, label_dropout: float):
 
 
 def ddpm_digits(minutes: float | None = None, steps: int | None = None, progress: bool = True,
-                checkpoint_path: str | None = None):
+                checkpoint_path: str | None = None, device: torch.device | str | None = None, **overrides):
     """Train the class-conditional U-Net DDPM on the 16x16 digits. Returns (TrainResult, schedule, recipe dict)."""
     r = DDPM_DIGITS
     seed_everything(r["train"].seed)
-    cfg = _train_config(r["train"], minutes, steps, checkpoint_path)
+    cfg = _train_config(r["train"], minutes, steps, checkpoint_path, device, **overrides)
     x, y = load_digits(16, split="train")  # the other half is the benchmarks' held-out reference
     schedule = make_schedule(r["schedule"], r["T"])
     model = UNet(r["unet"])
     result = train(model, ddpm_loss_fn(schedule, r["unet"].num_classes, r["label_dropout"]), (x, y), cfg,
-                   progress=progress)
+                   device=device, progress=progress)
     recipe = {"schedule": r["schedule"], "T": r["T"], "label_dropout": r["label_dropout"],
               "data": "digits-16 train split",
               "train": _public(cfg)}
@@ -396,24 +461,29 @@ def digit_classifier(progress: bool = True, root: str | Path | None = None):
     return judge, card
 
 
-def _run_ddpm_digits(minutes, checkpoint_path=None):
-    result, _, recipe = ddpm_digits(minutes=minutes, checkpoint_path=checkpoint_path)
+def _run_ddpm_digits(minutes, ckpt=None, **kw):
+    result, _, recipe = ddpm_digits(minutes=minutes, checkpoint_path=ckpt, **kw)
     return result, recipe, "unet", {}
 
 
-def _run_text_encoder(minutes, checkpoint_path=None):
-    result, recipe, metrics = text_encoder(minutes=minutes, checkpoint_path=checkpoint_path)
+def _run_text_encoder(minutes, ckpt=None, **kw):
+    result, recipe, metrics = text_encoder(minutes=minutes, checkpoint_path=ckpt, **kw)
     return result, recipe, "tiny-clip", {"metrics": metrics}
 
 
-# name -> ((minutes, checkpoint_path) -> (TrainResult, recipe dict, model kind, extra card fields)), for the CLI
+# name -> ((minutes, checkpoint_path, device=, preset=, batch_size=, bf16=) -> (TrainResult, recipe dict, model kind,
+# extra card fields)), for the CLI; `preset` is passed only to the recipes in PRESETS
 _RUNS = {
     "ddpm-digits": _run_ddpm_digits,
-    "flow-digits": lambda minutes, ckpt=None: (*flow_digits(minutes=minutes, checkpoint_path=ckpt), "unet", {}),
-    "dit-digits": lambda minutes, ckpt=None: (*dit_digits(minutes=minutes, checkpoint_path=ckpt), "dit", {}),
-    "video-vae": lambda minutes, ckpt=None: (*video_vae(minutes=minutes, checkpoint_path=ckpt), "vae", {}),
+    "flow-digits": lambda minutes, ckpt=None, **kw: (*flow_digits(minutes=minutes, checkpoint_path=ckpt, **kw),
+                                                     "unet", {}),
+    "dit-digits": lambda minutes, ckpt=None, **kw: (*dit_digits(minutes=minutes, checkpoint_path=ckpt, **kw),
+                                                    "dit", {}),
+    "video-vae": lambda minutes, ckpt=None, **kw: (*video_vae(minutes=minutes, checkpoint_path=ckpt, **kw), "vae",
+                                                   {}),
     "text-encoder": _run_text_encoder,
-    "t2v-mmdit": lambda minutes, ckpt=None: _with_kind(t2v_mmdit(minutes=minutes, checkpoint_path=ckpt), "mmdit"),
+    "t2v-mmdit": lambda minutes, ckpt=None, **kw: _with_kind(t2v_mmdit(minutes=minutes, checkpoint_path=ckpt, **kw),
+                                                             "mmdit"),
 }
 
 
@@ -434,6 +504,40 @@ def _minutes(text: str) -> float:
     if not math.isfinite(v) or v <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of minutes > 0, got {text!r}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of --steps and --batch-size: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return v
+
+
+def check_device(name: str | None) -> torch.device:
+    """The --device to train on: None = the best available (CUDA, then MPS, then the CPU); a device that is not there
+    is an error that says what is."""
+    from .utils import device as best_device
+
+    if name is None or name == "auto":
+        return best_device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False; a "
+                         "CPU-only torch build, or no driver); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices (0-based)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: minidiff trains on cpu, cuda or mps")
+    return dev
 
 
 def install(name: str, run_dir: str | Path, root: str | Path | None = None) -> None:
@@ -460,6 +564,17 @@ def _main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidiff.recipes", description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=["digit-classifier", *_RUNS])
     p.add_argument("--minutes", type=_minutes, default=None, help="override the training time budget (minutes > 0)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="override the number of optimiser steps")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="override the (global) batch size; under torchrun it must divide by --nproc_per_node")
+    p.add_argument("--preset", default="default",
+                   help="default (the shipped checkpoint's settings) or gpu (a larger model for one GPU: "
+                        f"{', '.join(PRESETS)})")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N or mps (default: the best available; under torchrun each process takes "
+                        "cuda:LOCAL_RANK)")
+    p.add_argument("--precision", choices=["recipe", "bf16", "fp32"], default="recipe",
+                   help="bf16 autocast or fp32 (default: the recipe's, resolved for the device)")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="write a training checkpoint here every few hundred steps and resume from it if it exists "
                         "(an interrupted run continues where it stopped; the time budget restarts)")
@@ -470,24 +585,48 @@ def _main(argv: list[str] | None = None) -> int:
                         "shipped files are never touched)")
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else RUNS_DIR / a.name
+    try:
+        ctx = distributed.context()
+    except (ValueError, RuntimeError) as e:
+        p.error(str(e))
+    main = ctx.is_main
     try:  # before training: a run must not fail at its first save, or lose its result at the last
-        checkpoint.check_writable(out / f"{a.name}.json", "the output folder (--out)")
-        if a.install:
-            checkpoint.check_writable(ROOT / f"{a.name}.json", "the shipped models' folder")
-        if a.checkpoint:
-            checkpoint.check_writable(a.checkpoint, "--checkpoint")
+        dev = check_device(a.device)
+        if a.preset != "default":
+            _preset(a.name, a.preset)
+        if main:
+            checkpoint.check_writable(out / f"{a.name}.json", "the output folder (--out)")
+            if a.install:
+                checkpoint.check_writable(ROOT / f"{a.name}.json", "the shipped models' folder")
+            if a.checkpoint:
+                checkpoint.check_writable(a.checkpoint, "--checkpoint")
     except (PermissionError, ValueError) as e:
         p.error(str(e))
     if a.name == "digit-classifier":
+        if ctx.distributed:
+            p.error("digit-classifier trains in about 2 minutes in one process; run it without torchrun")
+        if a.steps or a.batch_size or a.preset != "default" or a.precision != "recipe" or a.minutes:
+            p.error("digit-classifier has fixed settings; --minutes, --steps, --batch-size, --preset and "
+                    "--precision do not apply to it")
         _, card = digit_classifier(root=out)
         print(card)
     else:
-        result, recipe, kind, fields = _RUNS[a.name](a.minutes, a.checkpoint)
+        kw = {"steps": a.steps, "device": dev, "batch_size": a.batch_size,
+              "bf16": {"recipe": None, "bf16": True, "fp32": False}[a.precision]}
+        if a.name in PRESETS:
+            kw["preset"] = a.preset
+        try:
+            result, recipe, kind, fields = _RUNS[a.name](a.minutes, a.checkpoint, **kw)
+        except ValueError as e:  # e.g. a batch size that does not divide by the number of processes
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if not main:  # rank 0 writes the files; the others are done
+            return 0
         if result.step == 0:
             print(f"error: the time budget ended before the first training step; nothing was written (give more "
                   f"--minutes than {a.minutes})", file=sys.stderr)
             return 1
-        card = _card(a.name, result, recipe) | fields
+        card = _card(a.name, result, recipe, a.preset) | fields
         save_pretrained(a.name, result.ema, kind, card, out)
         print({k: v for k, v in card.items() if k != "recipe_config"})
     print(f"wrote {out / a.name}.safetensors and .json")
@@ -499,5 +638,16 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The CLI, with torchrun's error recording (a failing rank's error appears in torchrun's summary) and the
+    process group left at the end."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    try:
+        return record(_main)(argv)
+    finally:
+        distributed.shutdown()
+
+
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(main())

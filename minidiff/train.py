@@ -1,16 +1,23 @@
 """One training loop for every lesson: AdamW, EMA of the weights, gradient clipping, tqdm, a time/step budget,
-atomic safetensors checkpoints and exact resume.
+atomic safetensors checkpoints and exact resume — in one process, or in several under torchrun (DDP).
 
     result = train(model, loss_fn, (images, labels), TrainConfig(steps=3000, max_minutes=5))
 
 `loss_fn(model, x, y, generator) -> scalar` computes the objective for one batch (e.g. DDPM's L_simple); all its
 randomness must come from `generator` (a CPU generator: draw on the CPU, then move to the device), so that a run
 resumed from a checkpoint continues exactly where it stopped.
+
+Started by `torchrun --nproc_per_node=N` (see distributed.py), the same call trains data-parallel: batch_size stays
+the global batch, every rank draws the same batch indices and keeps its 1/N shard, the model is wrapped in
+DistributedDataParallel (gradients averaged across ranks in backward), each rank's loss randomness has its own seed,
+the logged loss is the mean over ranks, the time budget ends all ranks at the same step, and only rank 0 writes the
+checkpoint (holding every rank's random state, so resume is exact) and draws the progress bar.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import time
@@ -21,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .utils import bf16_is_fast, check_float_tensor, check_int, check_number
 
 
@@ -30,7 +37,7 @@ class TrainConfig:
     """Everything one training run needs besides the model, the loss and the data."""
 
     steps: int = 1000  # total optimiser steps (a resumed run continues up to this number)
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: under torchrun each of N processes takes batch_size / N of it
     lr: float = 3e-4
     lr_schedule: str = "constant"  # or "cosine": from lr down to lr * final_lr_fraction at `steps`
     warmup_steps: int = 0  # linear warm-up from 0 to lr over the first warmup_steps steps
@@ -59,6 +66,8 @@ class TrainResult:
     step: int = 0
     minutes: float = 0.0
     stopped_by: str = "steps"
+    world_size: int = 1  # processes that trained it (torchrun --nproc_per_node); 1 without torchrun
+    device: str = "cpu"
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -155,16 +164,39 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 def save_checkpoint(path: str, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int,
                     generator: torch.Generator, losses: Sequence[float], config: TrainConfig,
-                    extra: dict | None = None) -> None:
-    """Model, EMA, optimizer state, step, RNG state and loss history in one atomic safetensors file."""
+                    extra: dict | None = None, rank_rngs: Sequence[torch.Tensor] | None = None) -> None:
+    """Model, EMA, optimizer state, step, RNG state and loss history in one atomic safetensors file
+    (+ under torchrun, `rank_rngs`: each rank's loss generator state, in rank order)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     ot, ometa = _optimizer_tensors(opt)
     tensors.update(ot)
     tensors["rng"] = generator.get_state()
+    if rank_rngs is not None:
+        tensors["rank_rngs"] = torch.stack(list(rank_rngs))
     tensors["losses"] = torch.tensor(list(losses), dtype=torch.float64)
-    meta = {"step": step, "optimizer": ometa, "train_config": asdict(config), **(extra or {})}
+    meta = {"step": step, "optimizer": ometa, "train_config": asdict(config),
+            "world_size": len(rank_rngs) if rank_rngs is not None else 1, **(extra or {})}
     checkpoint.save_atomic(path, tensors, meta)
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of rank `rank`'s loss generator when a run (re)starts at `step` under torchrun: a hash of the three,
+    so no two ranks (and no rank and the shared batch-index generator, seeded `seed`) draw the same noise."""
+    return int.from_bytes(hashlib.sha256(f"minidiff-{seed}-{rank}-{step}".encode()).digest()[:8], "little") >> 1
+
+
+class _LossModule(nn.Module):
+    """model + loss_fn as one module, so DDP sees every parameter the loss touches (loss_fns may call
+    model.loss(...) or model.encode(...), not only model(...)) and averages their gradients in backward."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        return self.loss_fn(self.model, x, y, generator)
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -216,6 +248,7 @@ def train(
     random state); checkpoints are written every `checkpoint_every` steps and at the end. Returns the trained model,
     its EMA copy (use that one for sampling) and the loss history. Interrupting it (Ctrl-C, the notebook's stop
     button) ends training cleanly: the checkpoint is written and the result so far is returned.
+    Under torchrun it trains data-parallel (see the module docstring); every rank returns the same model.
     """
     from tqdm.auto import tqdm
 
@@ -224,19 +257,26 @@ def train(
         raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be a function loss_fn(model, x, y, generator), got {type(loss_fn).__name__}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    ctx = distributed.context()
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"TrainConfig.batch_size {config.batch_size} (the global batch) must be divisible by the "
+                         f"{ctx.world_size} processes torchrun started: choose a multiple of {ctx.world_size} or "
+                         "another --nproc_per_node")
+    device = ctx.device(device) or next(model.parameters()).device
     x_all, y_all = check_data(data)
     path = config.checkpoint_path
-    if path:  # fail now, not at the first save after hours of training
+    if path and ctx.is_main:  # fail now, not at the first save after hours of training
         checkpoint.check_writable(path, "checkpoint_path")
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     learning_rate(config, 0)  # validates the schedule
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             betas=tuple(config.adam_betas))
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)  # batch indices: the same on every rank
     losses: list[float] = []
     step = 0
+    rank_rngs = None
+    ctx.barrier()  # rank 0's check above, and any checkpoint it wrote, come before the others read
     if path and resume and os.path.exists(path):
         tensors, meta = checkpoint.load(path)
         if "optimizer" not in meta or "step" not in meta or "rng" not in tensors or "losses" not in tensors:
@@ -256,35 +296,66 @@ def train(
         gen.set_state(tensors["rng"])
         losses = tensors["losses"].tolist()
         step = int(meta["step"])
+        rank_rngs = tensors.get("rank_rngs")
+    # each rank's loss randomness (t, noise): in one process the same generator as the indices (as it always was)
+    noise_gen = gen
+    if ctx.distributed:
+        noise_gen = torch.Generator()
+        if rank_rngs is not None and rank_rngs.shape[0] == ctx.world_size:
+            noise_gen.set_state(rank_rngs[ctx.rank].clone())  # exact resume
+        else:  # a fresh run, or a checkpoint from another number of processes: a new stream per rank
+            noise_gen.manual_seed(rank_seed(config.seed, ctx.rank, step))
     x_all = x_all.to(device)
     y_all = y_all.to(device) if y_all is not None else None
     n = x_all.shape[0]
+    shard = config.batch_size // ctx.world_size
+    lo = ctx.rank * shard
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_fn: nn.Module | Callable = DistributedDataParallel(
+            _LossModule(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None)
+        # the U-Net's 1x1 convolutions get weight gradients in channels-last strides; DDP copies them into its
+        # all-reduce buffer (correct, a little slower) and would warn about it at every step
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    else:
+        def step_fn(xb, yb, g):
+            return loss_fn(model, xb, yb, g)
+
+    def save() -> None:
+        states = ctx.gather(noise_gen.get_state()) if ctx.distributed else None  # a collective: every rank calls it
+        if ctx.is_main:
+            save_checkpoint(path, model, ema, opt, step, gen, losses, config, rank_rngs=states)
+
     start = time.perf_counter()
     stopped_by = "steps"
-    live_plot = LivePlot() if config.live_plot else None
+    live_plot = LivePlot() if config.live_plot and ctx.is_main else None
     use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
     budget = f" (stops after {config.max_minutes:g} min)" if config.max_minutes is not None else ""
-    bar = tqdm(total=config.steps, initial=step, desc="training" + budget, disable=not progress)
+    procs = f" on {ctx.world_size} processes" if ctx.distributed else ""
+    bar = tqdm(total=config.steps, initial=step, desc="training" + procs + budget,
+               disable=not progress or not ctx.is_main)
     best_window, warned = None, False
     try:
         while step < config.steps:
-            if config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes:
+            time_up = config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes
+            if ctx.any(time_up):  # every rank stops at the same step, whichever clock ran out first
                 stopped_by = "time"
                 break
             for group in opt.param_groups:
                 group["lr"] = learning_rate(config, step)
-            idx = torch.randint(0, n, (config.batch_size,), generator=gen).to(device)
+            idx = torch.randint(0, n, (config.batch_size,), generator=gen)[lo:lo + shard].to(device)
             xb, yb = x_all[idx], (y_all[idx] if y_all is not None else None)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = loss_fn(model, xb, yb, gen)
-            value = loss.detach().item()
+                loss = step_fn(xb, yb, noise_gen)
+            value = ctx.mean(loss.detach().item())  # every rank sees the same value, so all raise together
             if not math.isfinite(value):
                 raise NonFiniteLoss(
                     f"the loss became {value} at step {step + 1}; lower the learning rate (now {config.lr}) or check "
                     "the data for NaNs" + (f"; the last good checkpoint is {path}" if path else "")
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under DDP this also averages the gradients across ranks
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
@@ -301,9 +372,10 @@ def train(
                     message = (f"the loss grew from {best_window:.3g} to {window:.3g} (mean of {config.log_every} "
                                f"steps, at step {step}): training is diverging; lower the learning rate (now "
                                f"{config.lr:g}) or clip gradients (grad_clip)")
-                    warnings.warn(message, DivergingLoss, stacklevel=2)
-                    if progress:
-                        tqdm.write("warning: " + message)
+                    if ctx.is_main:
+                        warnings.warn(message, DivergingLoss, stacklevel=2)
+                        if progress:
+                            tqdm.write("warning: " + message)
                 info = {"loss": f"{window:.4f}"}
                 if config.max_minutes is not None:  # the time budget, not the step count, ends these runs
                     left = max(0.0, config.max_minutes * 60 - (time.perf_counter() - start))
@@ -312,12 +384,26 @@ def train(
             if live_plot is not None and step % config.plot_every == 0:
                 live_plot(losses, step)
             if path and step % config.checkpoint_every == 0:
-                save_checkpoint(path, model, ema, opt, step, gen, losses, config)
+                save()
     except KeyboardInterrupt:  # a learner stopped the cell: keep what was trained
         stopped_by = "interrupted"
+    except RuntimeError as e:  # under torchrun: another rank crashed or hung -> say so, instead of torch's message
+        if not ctx.distributed or isinstance(e, NonFiniteLoss):
+            raise
+        cause = e.__cause__ if isinstance(e, distributed.DistributedError) and e.__cause__ else e
+        if cause is e and not distributed.is_peer_failure(e):
+            raise
+        raise distributed.peer_failure(cause, f"training step {step + 1}", path) from cause
     bar.close()
     if path:
-        save_checkpoint(path, model, ema, opt, step, gen, losses, config)
+        if stopped_by == "interrupted" and ctx.distributed:
+            # the ranks may have stopped at different points, so no collective now: rank 0 keeps its weights; the
+            # ranks' noise streams restart from (seed, rank, step) on resume
+            if ctx.is_main:
+                save_checkpoint(path, model, ema, opt, step, gen, losses, config)
+        else:
+            save()
+            ctx.barrier()  # no rank returns before the checkpoint exists
     model.eval()
-    return TrainResult(model, ema, losses, step, (time.perf_counter() - start) / 60, stopped_by)
-
+    return TrainResult(model, ema, losses, step, (time.perf_counter() - start) / 60, stopped_by,
+                       world_size=ctx.world_size, device=str(device))
