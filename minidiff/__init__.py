@@ -7,6 +7,7 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
      sampling          the one sampler signature: cond dicts, starting noise, trajectories
      schedules         beta schedules and everything derived from them (alphas_cumprod, SNR, posterior coefficients)
      checkpoint        atomic safetensors and JSON writes, safe loading
+     distributed       several processes under torchrun: the process group, collectives, clear errors when one dies
      models/layers     shared Transformer pieces (Flux's layout): timestep_embedding, MLPEmbedder, LabelEmbedder,
                        modulate, Modulation, QKNorm, EmbedND (RoPE), attention, mlp, LastLayer, patchify(_video)
   2. processes         ddpm (q_sample, posterior, L_simple, ancestral sampler), ddim (sampler, inversion, slerp),
@@ -16,7 +17,7 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
                        tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge)
   3. data              digits, a photo, 2-D toys, moving-digits videos with captions
      eval              classifier training, accuracy, Fréchet distance, the video judge, PSNR, caption retrieval
-     train             the one training loop (AdamW, EMA, clipping, time budget, atomic checkpoints, resume)
+     train             the one training loop (AdamW, EMA, clipping, time budget, atomic checkpoints, resume, DDP)
      pretrained        shipped checkpoints: data/pretrained/NAME.safetensors + NAME.json
   4. recipes           the exact configs and runs that produce every shipped checkpoint (python -m minidiff.recipes)
      viz, widgets      plots, animations and the lessons' interactive widgets

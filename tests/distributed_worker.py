@@ -37,7 +37,7 @@ def main(mode: str, out: str, steps: int, batch: int = 8) -> None:
             if mode == "crash":
                 raise RuntimeError("rank 1 failed on purpose")
             if mode == "hang":
-                time.sleep(120)
+                time.sleep(600)
         if mode == "regress":
             return F.mse_loss(m(xb), yb)
         return F.mse_loss(m(xb + 0.1 * torch.randn(xb.shape, generator=gen)), yb)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -104,27 +103,24 @@ def test_resume_on_two_ranks_is_exact(tmp_path):
 
 
 def test_a_crashed_rank_ends_the_run_with_its_error(tmp_path):
-    t0 = time.perf_counter()
-    r = torchrun(str(WORKER), "crash", str(tmp_path), "8", timeout=180)
-    elapsed = time.perf_counter() - t0
+    """Rank 1 raises at its 3rd step: the run ends (a hang would hit the subprocess timeout and fail the test) with
+    rank 1's error in torchrun's report, and rank 0 writes no result."""
+    r = torchrun(str(WORKER), "crash", str(tmp_path), "8", timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert "rank 1 failed on purpose" in out, out[-3000:]
-    assert elapsed < 120, f"the run took {elapsed:.0f} s to end after a rank crashed"
     assert not (tmp_path / "rank0.pt").exists()
 
 
 def test_a_hung_rank_times_out_with_a_clear_message(tmp_path):
-    """Rank 1 stops answering for 120 s; with a 5 s collective timeout rank 0 gives up with a message that says
-    what happened and what to do, long before rank 1 would have woken up."""
-    t0 = time.perf_counter()
-    r = torchrun(str(WORKER), "hang", str(tmp_path), "8", timeout=180, MINIDIFF_DIST_TIMEOUT="5")
-    elapsed = time.perf_counter() - t0
+    """Rank 1 stops answering for 10 minutes; with a 5 s collective timeout rank 0 gives up with a message that says
+    what happened and what to do (without the timeout the run would outlive the subprocess timeout)."""
+    r = torchrun(str(WORKER), "hang", str(tmp_path), "8", timeout=300, MINIDIFF_DIST_TIMEOUT="5")
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert "another process of this run crashed or stopped answering" in out, out[-3000:]
+    assert "a hung process is given up on after 5 s" in out
     assert "MINIDIFF_DIST_TIMEOUT" in out and "ckpt.safetensors" in out
-    assert elapsed < 100, f"the run took {elapsed:.0f} s: the timeout did not end the hang"
 
 
 def test_recipes_cli_under_torchrun_writes_the_same_model(tmp_path):
@@ -230,3 +226,42 @@ def test_bf16_precision_trains_on_the_cpu():
 
     result, _ = recipes.flow_digits(steps=2, progress=False, bf16=True, batch_size=8)
     assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_readme_preset_table_is_the_recipes():
+    """The README's preset table states each model's size and batch: they must be the recipes' own."""
+    from minidiff import recipes
+    from minidiff.models.dit import DiT
+    from minidiff.models.mmdit import MMDiT
+
+    readme = (ROOT / "README.md").read_text()
+    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip().strip("`")): line.split("|")
+            for line in readme.splitlines() if line.startswith("| dit-digits |") or line.startswith("| t2v-mmdit |")}
+    models = {("dit-digits", "default"): (DiT(recipes.DIT_DIGITS["dit"]), recipes.DIT_DIGITS),
+              ("dit-digits", "gpu"): (DiT(recipes.DIT_DIGITS_GPU["dit"]), recipes.DIT_DIGITS_GPU),
+              ("t2v-mmdit", "default"): (MMDiT(recipes.T2V_MMDIT["mmdit"]), recipes.T2V_MMDIT),
+              ("t2v-mmdit", "gpu"): (MMDiT(recipes.T2V_MMDIT_GPU["mmdit"]), recipes.T2V_MMDIT_GPU)}
+    assert rows.keys() == models.keys()
+    for key, (model, r) in models.items():
+        cells = rows[key]
+        millions = sum(p.numel() for p in model.parameters()) / 1e6
+        assert cells[4].strip() == f"{millions:.1f} M", key
+        assert cells[5].strip() == f"{r['train'].batch_size:,}", key
+        assert f"width {model.config.hidden_size}," in cells[3], key
+        assert ("bf16" in cells[7]) == (r["train"].bf16 is None), key
+
+
+def test_readme_speedups_are_the_benchmarks():
+    """The README's 'what 2 processes buy' table is the latest benchmarks/results/distributed.json, not typed."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_distributed", ROOT / "benchmarks" / "distributed.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        table = bench.readme_table(bench.load_records("distributed"))
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert "2 processes × 1 thread (torchrun, gloo)" in table
+    assert table in (ROOT / "README.md").read_text(), "run python benchmarks/distributed.py --table into the README"
