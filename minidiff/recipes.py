@@ -25,6 +25,7 @@ import hashlib
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -75,11 +76,10 @@ DIT_DIGITS = {
 # `--preset gpu`: for one GPU (untested on one here: we have none; see the README). DiT-S/2 of the DiT paper's
 # Table 1 (hidden 384, depth 12, 6 heads, patch 2), 16x the batch, bf16 where the GPU has it.
 DIT_DIGITS_GPU = {
-    **DIT_DIGITS,
-    "dit": DiTConfig(image_size=16, in_channels=1, patch_size=2, hidden_size=384, depth=12, num_heads=6,
-                     num_classes=10, time_factor=1000.0),
-    "train": TrainConfig(steps=200_000, batch_size=256, lr=3e-4, warmup_steps=500, ema_decay=0.999, grad_clip=1.0,
-                         max_minutes=60.0, seed=0, bf16=None, log_every=50),
+    **DIT_DIGITS,  # what differs from the default recipe:
+    "dit": replace(DIT_DIGITS["dit"], hidden_size=384, depth=12, num_heads=6),
+    "train": replace(DIT_DIGITS["train"], steps=200_000, batch_size=256, lr=3e-4, warmup_steps=500, ema_decay=0.999,
+                     max_minutes=60.0, bf16=None, log_every=50),
 }
 
 
@@ -285,11 +285,11 @@ T2V_MMDIT = {
 # 19 double + 38 single blocks at width 3072), twice the videos, 8x the batch and bf16 where the GPU has it. Same
 # latent grid: more frames or 64x64 videos would first need the video VAE and text encoder retrained for them.
 T2V_MMDIT_GPU = {
-    **T2V_MMDIT,
-    "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=384,
-                         mlp_ratio=4.0, num_heads=6, depth=4, depth_single_blocks=8, axes_dim=(16, 24, 24)),
-    "train": TrainConfig(steps=30_000, batch_size=128, lr=1e-3, lr_schedule="cosine", warmup_steps=500,
-                         ema_decay=0.999, grad_clip=1.0, max_minutes=120.0, seed=0, bf16=None, log_every=50),
+    **T2V_MMDIT,  # what differs from the default recipe:
+    "mmdit": replace(T2V_MMDIT["mmdit"], hidden_size=384, num_heads=6, depth=4, depth_single_blocks=8,
+                     axes_dim=(16, 24, 24)),
+    "train": replace(T2V_MMDIT["train"], steps=30_000, batch_size=128, lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                     max_minutes=120.0, bf16=None, log_every=50),
     "n_videos": 40_000,
 }
 

@@ -265,3 +265,16 @@ def test_readme_speedups_are_the_benchmarks():
         sys.path.remove(str(ROOT / "benchmarks"))
     assert "2 processes × 1 thread (torchrun, gloo)" in table
     assert table in (ROOT / "README.md").read_text(), "run python benchmarks/distributed.py --table into the README"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps: must be a whole number >= 1, got '0'"),
+    (["--batch-size", "many"], "--batch-size: must be a whole number >= 1, got 'many'"),
+    (["--device", "gpu"], "--device 'gpu' is not a device: use cpu, cuda, cuda:N or mps"),
+    (["--preset", "gpu"], "recipe flow-digits has no preset 'gpu'"),
+    (["--precision", "fp8"], "invalid choice: 'fp8'"),
+])
+def test_recipes_cli_bad_options(tmp_path, args, message):
+    r = single("-m", "minidiff.recipes", "flow-digits", "--out", str(tmp_path), *args, timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "flow-digits.safetensors").exists()
