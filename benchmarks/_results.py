@@ -20,9 +20,17 @@ def load_records(name: str) -> list[dict]:
 
 
 def append_records(name: str, new: list[dict]) -> Path:
-    """Append `new` to the JSON list in results/NAME.json (created if missing), via a temporary file + rename."""
+    """Append `new` to the JSON list in results/NAME.json (created if missing), via a temporary file + rename, under
+    a lock file, so benchmark processes running side by side never lose each other's records."""
     path = RESULTS_DIR / f"{name}.json"
-    records = json.loads(path.read_text()) if path.exists() else []
-    records.extend(new)
-    write_json_atomic(path, records)
+    with open(RESULTS_DIR / f".{name}.lock", "w") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # no fcntl (Windows): one benchmark process at a time
+            pass
+        records = json.loads(path.read_text()) if path.exists() else []
+        records.extend(new)
+        write_json_atomic(path, records)
     return path

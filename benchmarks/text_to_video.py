@@ -271,14 +271,89 @@ def measure_ablations(judge, minutes: float, threads: int) -> None:
                 "split": "train", **_adherence(pipe, judge, "train", 1)}, threads)
 
 
+def _curve_point(ema, vae, text, judge, stage: str, step: int, heldout_samples: int, shift: float) -> list[dict]:
+    """Adherence of the model as it is at `step` of `stage`: images (one latent frame) are judged for digit and
+    colour, videos for all three; one sample per training caption (seed 1), `heldout_samples` per held-out one."""
+    from minidiff.eval import prompt_adherence
+    from minidiff.pipeline import TextToVideo
+
+    pipe = TextToVideo(ema.eval(), vae, text, frames=1 if stage == "images" else 9, height=32, width=32, shift=shift,
+                       steps=20, cfg_scale=7.0)
+    out = []
+    for split, samples in (("train", 1), ("heldout", heldout_samples)):
+        r = prompt_adherence(pipe, judge, split, samples_per_prompt=samples, seed=1)
+        key = "digit" if stage == "images" else "all_three"
+        p = r[key]
+        out.append({"stage": stage, "step": step, "split": split, "digit": r["digit"], "colour": r["colour"],
+                    "direction": r["direction"] if stage == "videos" else None, "all_three": r["all_three"]
+                    if stage == "videos" else None, "confident": r["confident"], "n_videos": r["n_videos"],
+                    "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / r["n_videos"]), 4), "of": key})
+    return out
+
+
+def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | None, heldout_samples: int) -> None:
+    """Train a recipe from scratch and measure adherence `points` times in each stage ("new": the shipped recipe,
+    images then videos; "old": the recipe before it: videos only, 5,000 steps at lr 3e-3, shift 1.56, no REPA;
+    "oracle": the new recipe with txt / y_vec from recipes.oracle_text_table). With `out_dir`, the trained model and
+    its card are written there as the CLI does (then `python -m minidiff.recipes`' install can ship them)."""
+    from minidiff import recipes
+    from minidiff.pretrained import load_pretrained, save_pretrained
+
+    vae, _ = load_pretrained("video-vae")
+    clip, _ = load_pretrained("text-encoder")
+    r = recipes.T2V_MMDIT
+    kw: dict = {}
+    if recipe == "old":
+        kw = {"image_steps": 0, "repa_weight": 0.0, "shift": 1.55885,
+              "train_config": dataclasses.replace(r["train"], steps=5000, lr=3e-3, max_minutes=40.0)}
+    text = clip.text_encoder.eval()
+    if recipe == "oracle":
+        from minidiff.data import caption_table
+
+        txt, vec = recipes.oracle_text_table(caption_table() + [""])
+        kw = {"text_features": (txt, vec)}
+
+        class OracleText(torch.nn.Module):
+            def forward(self, prompts):
+                return recipes.oracle_text_table(list(prompts))
+
+        text = OracleText()
+    stage_steps = {"images": 0 if recipe == "old" else r["image_train"].steps,
+                   "videos": kw["train_config"].steps if recipe == "old" else r["train"].steps}
+    wanted = {k: {round(n * (i + 1) / points) for i in range(points)} for k, n in stage_steps.items() if n}
+    shift = kw.get("shift", r["shift"])
+    every = math.gcd(*[s for v in wanted.values() for s in v])
+    spent = [0.0]
+
+    def callback(stage: str, step: int, ema) -> None:
+        if step in wanted.get(stage, ()):
+            t0 = time.perf_counter()
+            for rec in _curve_point(ema, vae, text, judge, stage, step, heldout_samples, shift):
+                _stamp({"part": "curve", "recipe": recipe, **rec}, threads)
+            spent[0] += time.perf_counter() - t0
+
+    result, rec_cfg, fields = recipes.t2v_mmdit(progress=True, evaluate=False, callback=callback, callback_every=every,
+                                                **kw)
+    _stamp({"part": "curve-run", "recipe": recipe, "stages": fields["stages"],
+            "train_minutes": round(result.minutes, 2), "evaluation_minutes": round(spent[0] / 60, 2)}, threads)
+    if out_dir is not None:
+        card = recipes._card("t2v-mmdit", result, rec_cfg) | fields
+        save_pretrained("t2v-mmdit", result.ema, "mmdit", card, out_dir)
+        print(f"wrote {out_dir}/t2v-mmdit.safetensors and .json")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parts = ["adherence", "steps", "cfg", "digit-loss", "text-features", "throughput", "ablations"]
+    parts = ["adherence", "steps", "cfg", "digit-loss", "text-features", "throughput", "ablations", "curve"]
     p.add_argument("parts", nargs="*", default=["adherence"], choices=parts)
     p.add_argument("--samples", type=int, default=2, help="samples per caption for `adherence`")
     p.add_argument("--ablation-minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--record-in-card", action="store_true", help="write the adherence figures into the card")
+    p.add_argument("--recipe", choices=["new", "old", "oracle"], default="new", help="for `curve`")
+    p.add_argument("--points", type=int, default=4, help="curve points per stage")
+    p.add_argument("--heldout-samples", type=int, default=4, help="samples per held-out caption at each curve point")
+    p.add_argument("--out", default=None, help="for `curve`: write the trained model and card to this folder")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from minidiff.pretrained import load_pretrained
@@ -298,6 +373,8 @@ def main() -> int:
         measure_throughput(a.threads)
     if "ablations" in a.parts:
         measure_ablations(judge, a.ablation_minutes, a.threads)
+    if "curve" in a.parts:
+        measure_curve(judge, a.threads, a.recipe, a.points, a.out, a.heldout_samples)
     return 0
 
 

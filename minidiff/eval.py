@@ -171,6 +171,9 @@ def evaluate_digits(classifier: DigitClassifier, samples: torch.Tensor, labels: 
 # --------------------------------------------------------------------------------------------------- video judge
 
 
+CONFIDENT = 0.9  # the judge's probability above which a glyph counts as clearly drawn
+
+
 @dataclass
 class VideoJudgement:
     """Predicted attributes of each video (indices as in minidiff.data; -1 = none: no bright ink, or no motion of at
@@ -180,6 +183,14 @@ class VideoJudgement:
     colours: torch.Tensor
     directions: torch.Tensor
     accuracy: dict[str, float] | None = None
+    # the judge's probability of the digit it reads (geometric mean over the frames; 0 where there is no ink)
+    digit_confidence: torch.Tensor | None = None
+
+    @property
+    def confident(self) -> torch.Tensor:
+        """Videos whose glyph the judge reads with probability >= 0.9, whatever digit it reads: "draws a clear digit"
+        as opposed to "draws mush"."""
+        return self.digit_confidence >= CONFIDENT
 
 
 def _centre_of_mass(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,9 +253,11 @@ def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torc
     classifier = classifier.eval()
     with torch.no_grad():
         logits = torch.cat([classifier(c) for c in crops.split(2048)]).reshape(n, t, -1)
-    digit_pred = torch.where(has_ink, logits.log_softmax(-1).mean(1).argmax(-1), -1)
+    mean_logp = logits.log_softmax(-1).mean(1)
+    digit_pred = torch.where(has_ink, mean_logp.argmax(-1), -1)
+    confidence = torch.where(has_ink, mean_logp.max(-1).values.exp(), torch.zeros(n))
 
-    result = VideoJudgement(digit_pred, colour_pred, direction_pred)
+    result = VideoJudgement(digit_pred, colour_pred, direction_pred, digit_confidence=confidence)
     if digits is not None and colours is not None and directions is not None:
         ok = {"digit": digit_pred == digits.cpu(), "colour": colour_pred == colours.cpu(),
               "direction": direction_pred == directions.cpu()}
@@ -291,8 +304,10 @@ def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_p
 
     generate(prompts, steps=, cfg_scale=, seed=) -> videos (e.g. a pipeline.TextToVideo); each batch gets its own
     seed (seed, seed + 1, ...). Returns the judge's accuracy per attribute and "all_three", the number of videos,
-    "std_error" (binomial, of all_three), the digit accuracy per digit asked for ("digit_by_class") and the seconds
-    per video (generation only)."""
+    "std_error" (binomial, of all_three), the digit accuracy per digit asked for ("digit_by_class"), the share of
+    videos whose glyph the judge reads with probability >= 0.9 whatever the digit ("confident"), the 10 x 10 digit
+    confusion counts (rows: the digit asked for, columns: the digit read; a video without ink counts in no column)
+    and the seconds per video (generation only)."""
     import math
     import time
 
@@ -310,5 +325,62 @@ def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_p
     acc, p = judged.accuracy, judged.accuracy["all_three"]
     by_class = {str(k): round(float((judged.digits[d == k] == k).float().mean()), 3) for k in range(10)
                 if (d == k).any()}
+    read = judged.digits
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion.index_put_((d[read >= 0], read[read >= 0]), torch.ones(int((read >= 0).sum()), dtype=torch.long),
+                         accumulate=True)
     return {**acc, "n_videos": len(idx), "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / len(idx)), 4),
-            "seconds_per_video": round(seconds / len(idx), 4), "digit_by_class": by_class}
+            "confident": round(float(judged.confident.float().mean()), 4),
+            "seconds_per_video": round(seconds / len(idx), 4), "digit_by_class": by_class,
+            "confusion": confusion.tolist()}
+
+
+# ------------------------------------------------------------------------------------------- what the text carries
+
+# where each attribute's word sits in the tokenized caption "[BOS] a <colour> <digit> moving <direction> [EOS]"
+WORD_POSITIONS = {"colour": 2, "digit": 3, "direction": 5}
+
+
+def _caption_features(txt: torch.Tensor, y_vec: torch.Tensor) -> dict:
+    from .data import caption_attributes
+
+    if txt.ndim != 3 or y_vec.ndim != 2 or len(txt) != 240 or len(y_vec) != 240:
+        raise ValueError(f"expected txt (240, L, D) and y_vec (240, D) of the 240 captions in caption_table() order, "
+                         f"got {tuple(txt.shape)} and {tuple(y_vec.shape)}")
+    d, c, m = caption_attributes(torch.arange(240))
+    return {"digit": d, "colour": c, "direction": m}
+
+
+def variance_share(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of the variance of features x (N, D) that a labelling explains: between-class sum of squares over
+    the total sum of squares (1 = the features are a function of the label, 0 = they ignore it)."""
+    x = x.detach().double().flatten(1)
+    x = x - x.mean(0)
+    total = float(x.pow(2).sum())
+    between = sum(float((labels == k).sum()) * float(x[labels == k].mean(0).pow(2).sum()) for k in labels.unique())
+    return between / max(total, 1e-30)
+
+
+def text_probe(txt: torch.Tensor, y_vec: torch.Tensor) -> dict:
+    """How well each caption attribute can be read from the text encoder's outputs for the 240 captions:
+
+    - "variance_share": `variance_share` of the attribute, for txt at the attribute word's position and for y_vec;
+    - "probe": a linear probe (logistic regression) trained on all contexts but one and tested on that one (leave one
+      colour out for the digit, one digit out for colour and direction), from txt at the word's position and from
+      y_vec. A held-out *context* matters: at the digit's position a causal encoder has seen only "a <colour>
+      <digit>", so testing on captions whose prefix was in the training folds would only test memory.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
+
+    attrs = _caption_features(txt, y_vec)
+    groups = {"digit": attrs["colour"], "colour": attrs["digit"], "direction": attrs["digit"]}
+    out: dict = {"variance_share": {}, "probe": {}}
+    for name, lab in attrs.items():
+        feats = {"txt": txt[:, WORD_POSITIONS[name]], "y_vec": y_vec}
+        out["variance_share"][name] = {k: round(variance_share(f, lab), 3) for k, f in feats.items()}
+        out["probe"][name] = {
+            k: round(float(cross_val_score(LogisticRegression(max_iter=5000), f.detach().double().numpy(), lab.numpy(),
+                                           groups=groups[name].numpy(), cv=LeaveOneGroupOut()).mean()), 3)
+            for k, f in feats.items()}
+    return out

@@ -91,6 +91,20 @@ def euler_timesteps(steps: int, shift: float = 1.0) -> torch.Tensor:
     return time_shift(shift, torch.linspace(1, 0, steps + 1, dtype=torch.float64))
 
 
+def noised(x0: torch.Tensor, generator: torch.Generator | None = None, logit_normal: bool = True,
+           shift: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training draw: (t, noise, x_t) with t ~ logit-normal (or uniform), optionally shifted, noise ~ N(0, I)
+    and x_t = (1 - t) x_0 + t noise. Random numbers come from `generator` on the CPU."""
+    b = x0.shape[0]
+    shift = check_number("shift", shift, low=1e-3, high=1e3)
+    t = logit_normal_t(b, generator) if logit_normal else torch.rand(b, generator=generator)
+    if shift != 1.0:
+        t = time_shift(shift, t)
+    noise = torch.randn(x0.shape, generator=generator)
+    t, noise = t.to(x0.device), noise.to(device=x0.device, dtype=x0.dtype)
+    return t, noise, interpolate(x0, noise, t)
+
+
 def flow_loss(
     model: Model,
     x0: torch.Tensor,
@@ -105,15 +119,8 @@ def flow_loss(
     The model is called as model(x_t, t, **cond) with t in [0, 1]. Random numbers come from `generator` on the CPU.
     """
     check_float_tensor("x0", x0)
-    b = x0.shape[0]
-    cond = check_cond(cond, b, x0.device)
-    shift = check_number("shift", shift, low=1e-3, high=1e3)
-    t = logit_normal_t(b, generator) if logit_normal else torch.rand(b, generator=generator)
-    if shift != 1.0:
-        t = time_shift(shift, t)
-    noise = torch.randn(x0.shape, generator=generator)
-    t, noise = t.to(x0.device), noise.to(device=x0.device, dtype=x0.dtype)
-    xt = interpolate(x0, noise, t)
+    cond = check_cond(cond, x0.shape[0], x0.device)
+    t, noise, xt = noised(x0, generator, logit_normal, shift)
     pred = model(xt, t, **cond)
     return torch.mean((pred.float() - velocity_target(x0, noise).float()) ** 2)
 

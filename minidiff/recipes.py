@@ -99,8 +99,9 @@ IMAGE_VAE = {  # lesson 06's 2-D-latent digit models (not shipped: they train in
 
 TEXT_ENCODER = {
     "clip": TinyCLIPConfig(text=TextEncoderConfig(words=[], max_length=8, hidden_size=64, num_layers=2, num_heads=4),
-                           latent_channels=4, video_width=64, embed_dim=64),
-    "train": TrainConfig(steps=100_000, batch_size=64, lr=1e-3, ema_decay=0.99, grad_clip=1.0, max_minutes=3.0,
+                           latent_channels=4, video_width=64, embed_dim=64, word_loss_weight=1.0),
+    # defined by its steps (about 3 minutes on 2 threads); max_minutes is a safety cap only
+    "train": TrainConfig(steps=1400, batch_size=64, lr=1e-3, ema_decay=0.99, grad_clip=1.0, max_minutes=10.0,
                          seed=0, bf16=False, log_every=25),
     "n_videos": 6000,
 }
@@ -260,6 +261,9 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
         metrics[f"retrieval_top1_{split}"] = round(retrieval_top1(
             clip, encode_videos(vae, ev.videos), caption_index(ev.digits, ev.colours, ev.directions)), 4)
     metrics["source"] = f"recipes.text_encoder: {n_eval} videos per split (seed 3), top-1 caption among all 240"
+    from .eval import text_probe
+
+    metrics["text_probe"] = text_probe(*text_table(clip, table))
     recipe = {"data": f"{n_videos} moving-digit videos (train split, seed 2) as video-vae latents",
               "train": _public(cfg)}
     return result, recipe, metrics
@@ -267,16 +271,28 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
 
 T2V_MMDIT = {
     "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=128,
-                         mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=(8, 12, 12)),
-    "train": TrainConfig(steps=5000, batch_size=16, lr=3e-3, lr_schedule="cosine", warmup_steps=100,
-                         ema_decay=0.995, grad_clip=1.0, max_minutes=30.0, seed=0, bf16=False, log_every=25),
+                         mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=(8, 12, 12),
+                         repa_dim=64, repa_depth=2),
+    # stage 1, images: the first latent frame of each video alone (the causal VAE encodes frame 0 by itself), a
+    # third of the tokens, so about 3x the steps per minute; the glyph is learnt here
+    # (7,000 steps, about 17 minutes on 2 threads)
+    "image_train": TrainConfig(steps=7000, batch_size=16, lr=3e-3, lr_schedule="cosine", warmup_steps=100,
+                               ema_decay=0.995, grad_clip=1.0, max_minutes=40.0, seed=0, bf16=False, log_every=25),
+    # stage 2, videos: the same model goes on with the whole latent videos (motion), at a third of stage 1's learning
+    # rate so as to keep the glyph (1,500 steps, about 9 minutes); max_minutes is a safety cap only
+    "train": TrainConfig(steps=1500, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=100,
+                         ema_decay=0.995, grad_clip=1.0, max_minutes=40.0, seed=0, bf16=False, log_every=25),
     "n_videos": 20000,
     "data_seed": 10,
     # the caption is replaced by "" (txt and y_vec together) with this probability; Open-Sora instead drops txt and
     # y_vec independently with sqrt(0.1) each, so both are dropped 10 % of the time but one of them 43 %
     "text_dropout": 0.1,
     "text_dropout_joint": True,
-    # guidance 7: the best of 1, 2, 4, 7, 10 in benchmarks/text_to_video.py cfg, but within one standard error of 4
+    # the time shift gamma of training and sampling: 3 puts the median training t at 0.75, where the glyph is
+    # decided (benchmarks/image_stage.py: shift 1, 3, 6 measured; Open-Sora's resolution rule gives 1.56 here)
+    "shift": 3.0,
+    # REPA: align the video tokens after the 2nd double-stream block to the text encoder's video tower (lesson 07)
+    "repa_weight": 0.5,
     "sampling": {"steps": 20, "cfg_scale": 7.0},
 }
 
@@ -290,6 +306,8 @@ T2V_MMDIT_GPU = {
                      axes_dim=(16, 24, 24)),
     "train": replace(T2V_MMDIT["train"], steps=30_000, batch_size=128, lr=1e-3, warmup_steps=500, ema_decay=0.999,
                      max_minutes=120.0, bf16=None, log_every=50),
+    "image_train": replace(T2V_MMDIT["image_train"], steps=30_000, batch_size=128, lr=1e-3, warmup_steps=500,
+                           ema_decay=0.999, max_minutes=60.0, bf16=None, log_every=50),
     "n_videos": 40_000,
 }
 
@@ -348,59 +366,133 @@ def text_table(clip, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: int, text_dropout: float,
-                shift: float, joint: bool = True):
+                shift: float, joint: bool = True, repa_encoder: torch.nn.Module | None = None,
+                repa_weight: float = 0.0):
     """Rectified flow on scaled video latents, conditioned on caption `y` (an index into the text tables):
     the caption is dropped to the empty one ("", index `null_index`) with probability `text_dropout` for guidance
     (txt and y_vec together if `joint`, else each on its own, as Open-Sora does); t is logit-normal, then shifted by
-    `shift` (Open-Sora's resolution shift); the target is v = noise - x_0."""
+    `shift`; the target is v = noise - x_0. With a `repa_encoder` (a frozen video tower with .features), REPA's
+    alignment term is added with `repa_weight` (minidiff.repa)."""
+    from . import repa
 
     def loss_fn(model, x, y, g):
         it = drop_labels(y, null_index, text_dropout, g)
         iv = it if joint else drop_labels(y, null_index, text_dropout, g)
         cond = {"txt": txt_table.to(x.device)[it], "y_vec": vec_table.to(x.device)[iv]}
-        return flow.flow_loss(model, x, cond=cond, generator=g, logit_normal=True, shift=shift)
+        if repa_encoder is None:
+            return flow.flow_loss(model, x, cond=cond, generator=g, logit_normal=True, shift=shift)
+        p = model.config.patch_size
+        with torch.no_grad():
+            targets = repa.token_targets(repa_encoder.features(x), x.shape[-2] // p, x.shape[-1] // p)
+        return repa.flow_repa_loss(model, x, targets, repa_weight, cond=cond, generator=g, shift=shift)
 
     return loss_fn
 
 
+def oracle_text_table(prompts: list[str], width: int = 64, length: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """A perfect text encoder for the caption grammar, as an upper bound: txt (N, length, width) holds a one-hot of
+    each word at its token position ([BOS] at 0 left empty), y_vec (N, width) one-hots of the digit, colour and
+    direction (all zero for "")."""
+    from .data import COLOUR_NAMES, DIRECTION_NAMES, caption_words
+
+    words = caption_words()
+    if len(words) > width or 10 + len(COLOUR_NAMES) + len(DIRECTION_NAMES) > width:
+        raise ValueError(f"width {width} is too small for one-hots of {len(words)} words")
+    txt, vec = torch.zeros(len(prompts), length, width), torch.zeros(len(prompts), width)
+    for i, prompt in enumerate(prompts):
+        for j, w in enumerate(prompt.split()):
+            txt[i, j + 1, words.index(w)] = 1.0
+        if prompt:
+            _, colour, digit, _, direction = prompt.split()
+            vec[i, int(digit)] = 1.0
+            vec[i, 10 + COLOUR_NAMES.index(colour)] = 1.0
+            vec[i, 10 + len(COLOUR_NAMES) + DIRECTION_NAMES.index(direction)] = 1.0
+    return txt, vec
+
+
 def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: bool = True,
               checkpoint_path: str | None = None, n_videos: int | None = None, config: MMDiTConfig | None = None,
-              train_config: TrainConfig | None = None, evaluate: bool = True,
-              device: torch.device | str | None = None, preset: str = "default", **overrides):
-    """Lesson 08's text-to-video MMDiT on moving digits (train combinations): the shipped video VAE and tiny CLIP
-    are frozen; their outputs (scaled latent means, txt / y_vec of all 240 captions and "") are computed once.
-    `config` / `train_config` let the lesson and the ablation benchmark train variants with the same recipe.
-    `preset` "gpu" is T2V_MMDIT_GPU. Under torchrun only rank 0 evaluates.
-    Returns (TrainResult, recipe dict, card fields: the pipeline settings and, if `evaluate`, prompt adherence)."""
+              train_config: TrainConfig | None = None, image_train_config: TrainConfig | None = None,
+              image_steps: int | None = None, evaluate: bool = True, device: torch.device | str | None = None,
+              preset: str = "default", repa_weight: float | None = None, shift: float | None = None,
+              text_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+              callback=None, callback_every: int = 0, **overrides):
+    """Lesson 08's text-to-video MMDiT on moving digits (train combinations), in two stages: images (each video's
+    first latent frame, `image_steps`, default the recipe's), then the whole videos (`steps`). The shipped video VAE
+    and text encoder are frozen; their outputs are computed once. `minutes` caps the whole run's wall time (a safety
+    cap: the recipe is defined by its steps). `config` / `train_config` / `image_train_config` / `repa_weight` /
+    `shift` let the lesson and the benchmarks train variants; `text_features` = (txt, y_vec) tables of the 240
+    captions and "" replace the text encoder's (e.g. `oracle_text_table`). `callback(stage, step, ema)` runs every
+    `callback_every` steps of each stage. `preset` "gpu" is T2V_MMDIT_GPU. Under torchrun only rank 0 evaluates.
+    Returns (TrainResult of the video stage, recipe dict, card fields: the pipeline settings, the steps per second
+    of each stage and, if `evaluate`, prompt adherence)."""
     from .models.mmdit import MMDiT
     from .pretrained import load_pretrained
 
     r = _preset("t2v-mmdit", preset)
     base = train_config or r["train"]
+    image_base = image_train_config or r["image_train"]
+    if image_steps is not None:
+        image_base = replace(image_base, steps=image_steps) if image_steps > 0 else None
     seed_everything(base.seed)
-    cfg = _train_config(base, minutes, steps, checkpoint_path, device, **overrides)
     vae, _ = load_pretrained("video-vae")
     clip, _ = load_pretrained("text-encoder")
     n_videos = n_videos or r["n_videos"]
     latents, index, video_shape = cached_video_latents(vae, n_videos, r["data_seed"])
-    txt, vec = text_table(clip, caption_table() + [""])
-    c_lat, t_lat, h, w = latents.shape[1:]
-    mcfg = config or r["mmdit"]
-    shift = flow.resolution_shift((h // mcfg.patch_size) * (w // mcfg.patch_size), t_lat)
-    loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"])
-    result = train(MMDiT(MMDiTConfig.from_dict(mcfg.to_dict())), loss, (latents, index), cfg, device=device,
-                   progress=progress)
+    prompts = caption_table() + [""]
+    txt, vec = text_features if text_features is not None else text_table(clip, prompts)
+    if txt.shape[0] != len(prompts) or vec.shape[0] != len(prompts):
+        raise ValueError(f"text_features must hold (txt, y_vec) for the {len(prompts)} captions and \"\", got "
+                         f"{tuple(txt.shape)} and {tuple(vec.shape)}")
+    mcfg = MMDiTConfig.from_dict((config or r["mmdit"]).to_dict())
+    mcfg.context_in_dim, mcfg.vec_in_dim = txt.shape[-1], vec.shape[-1]
+    weight = r["repa_weight"] if repa_weight is None else repa_weight
+    if not weight:
+        mcfg.repa_dim = 0  # no projector to train (DDP would find it unused)
+    shift = r["shift"] if shift is None else shift
+    encoder = clip.video_encoder.eval().requires_grad_(False) if weight else None
+    if encoder is not None:
+        encoder.to(distributed.context().device(device) or "cpu")
+    loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"], encoder, weight)
+    model = MMDiT(mcfg)
+    t0 = time.perf_counter()
+    stages, pace = [], {}
+    if image_base is not None:
+        stages.append(("images", image_base, latents[:, :, :1].contiguous()))
+    stages.append(("videos", base, latents))
+    for name, stage_base, x in stages:
+        left = None if minutes is None else max(minutes - (time.perf_counter() - t0) / 60, 1e-3)
+        ckpt = None if checkpoint_path is None else (checkpoint_path if name == "videos" else
+                                                     f"{checkpoint_path}.images")
+        cfg = _train_config(stage_base, left, steps if name == "videos" else None, ckpt, device, **overrides)
+        if minutes is None:
+            cfg.max_minutes = stage_base.max_minutes
+        cb = None if callback is None else (lambda step, ema, name=name: callback(name, step, ema))
+        result = train(model, loss, (x, index), cfg, device=device, progress=progress, callback=cb,
+                       callback_every=callback_every)
+        model = result.model
+        pace[name] = {"steps": result.step, "minutes": round(result.minutes, 2),
+                      "steps_per_second": round(result.step / max(result.minutes * 60, 1e-9), 3),
+                      "stopped_by": result.stopped_by, "train": _public(cfg)}
     pipeline = {"vae": "video-vae", "text_encoder": "text-encoder", "frames": video_shape[1],
-                "height": video_shape[2], "width": video_shape[3], "shift": round(shift, 5),
-                **r["sampling"]}
+                "height": video_shape[2], "width": video_shape[3], "shift": shift, **r["sampling"]}
     recipe = {"objective": "rectified flow on scaled video-vae latent means, v = noise - x0, t = 1 is noise",
-              "t": f"logit-normal, then time_shift(gamma={shift:.4f}) (Open-Sora's resolution shift)",
+              "t": f"logit-normal, then time_shift(gamma={shift:g})",
+              "stages": "images (the first latent frame of each video), then the whole videos; the same model",
+              "repa": (f"weight {weight:g}: the video tokens after double-stream block {mcfg.repa_depth}, "
+                       "projected, aligned (cosine) to the text encoder's video tower's features of the clean "
+                       "latents" if weight else "none"),
               "text_dropout": r["text_dropout"], "text_dropout_joint": r["text_dropout_joint"],
+              "text": "the shipped text-encoder" if text_features is None else "given text_features",
               "data": f"{n_videos} moving-digit videos (train split, seed {r['data_seed']}) encoded once; text "
                       "embeddings of the 240 captions and \"\" cached",
-              "train": _public(cfg)}
-    fields = {"pipeline": pipeline}
-    if evaluate and distributed.is_main():
+              "train": pace["videos"]["train"], **({"image_train": pace["images"]["train"]} if "images" in pace
+                                                   else {})}
+    fields = {"pipeline": pipeline, "stages": {k: {kk: vv for kk, vv in v.items() if kk != "train"}
+                                               for k, v in pace.items()}}
+    result.minutes = (time.perf_counter() - t0) / 60
+    result.step = sum(v["steps"] for v in pace.values())
+    if evaluate and distributed.is_main() and text_features is None:
         from .eval import prompt_adherence
         from .pipeline import TextToVideo
 

@@ -241,6 +241,8 @@ def train(
     device: torch.device | str | None = None,
     resume: bool = True,
     progress: bool = True,
+    callback: Callable[[int, nn.Module], None] | None = None,
+    callback_every: int = 0,
 ) -> TrainResult:
     """Train `model` on `data` = (x, y or None) with minibatches drawn uniformly at random.
 
@@ -248,6 +250,8 @@ def train(
     random state); checkpoints are written every `checkpoint_every` steps and at the end. Returns the trained model,
     its EMA copy (use that one for sampling) and the loss history. Interrupting it (Ctrl-C, the notebook's stop
     button) ends training cleanly: the checkpoint is written and the result so far is returned.
+    `callback(step, ema)` runs every `callback_every` steps on the main process (e.g. to measure a curve); its time
+    counts neither toward the time budget nor toward the minutes reported.
     Under torchrun it trains data-parallel (see the module docstring); every rank returns the same model.
     """
     from tqdm.auto import tqdm
@@ -385,6 +389,10 @@ def train(
                 live_plot(losses, step)
             if path and step % config.checkpoint_every == 0:
                 save()
+            if callback is not None and callback_every and step % callback_every == 0 and ctx.is_main:
+                paused = time.perf_counter()
+                callback(step, ema)
+                start += time.perf_counter() - paused  # a measurement is not training time
     except KeyboardInterrupt:  # a learner stopped the cell: keep what was trained
         stopped_by = "interrupted"
     except RuntimeError as e:  # under torchrun: another rank crashed or hung -> say so, instead of torch's message

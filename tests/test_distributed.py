@@ -215,10 +215,11 @@ def test_gpu_presets_train_on_the_cpu_when_shrunk():
     result, _ = recipes.dit_digits(steps=1, progress=False, preset="gpu", batch_size=4, device="cpu")
     assert result.model.config.hidden_size == recipes.DIT_DIGITS_GPU["dit"].hidden_size == 384
     assert result.step == 1 and torch.isfinite(torch.tensor(result.losses)).all()
-    result, recipe, fields = recipes.t2v_mmdit(steps=1, progress=False, preset="gpu", batch_size=4, n_videos=16,
-                                               evaluate=False, device="cpu")
+    result, recipe, fields = recipes.t2v_mmdit(steps=1, image_steps=1, progress=False, preset="gpu", batch_size=4,
+                                               n_videos=16, evaluate=False, device="cpu")
     assert result.model.config.depth_single_blocks == recipes.T2V_MMDIT_GPU["mmdit"].depth_single_blocks == 8
-    assert recipe["train"]["batch_size"] == 4 and result.step == 1
+    assert recipe["train"]["batch_size"] == recipe["image_train"]["batch_size"] == 4
+    assert fields["stages"]["images"]["steps"] == fields["stages"]["videos"]["steps"] == 1 and result.step == 2
 
 
 def test_bf16_precision_trains_on_the_cpu():

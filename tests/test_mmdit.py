@@ -192,3 +192,51 @@ def test_guidance_at_scale_one_is_the_conditional_prediction():
         uncond = model(x, t, torch.zeros_like(txt), torch.zeros_like(y_vec))
         torch.testing.assert_close(ClassifierFreeGuidance(model, 4.0, null)(x, t, txt=txt, y_vec=y_vec),
                                    uncond + 4.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
+
+
+def test_repa_targets_follow_the_token_order_of_pack():
+    """token_targets puts feature (frame, row, column) where `pack` puts that patch's token."""
+    from minidiff.repa import token_targets
+
+    feats = torch.randn(2, 5, 3, 4, 4)
+    targets = token_targets(feats, 4, 4)               # same grid: no resampling, only a reorder
+    assert targets.shape == (2, 3 * 16, 5)
+    ids = prepare_img_ids(2, 3, 8, 8, 2)               # the tokens' (frame, row, column)
+    for n in (0, 7, 21, 47):
+        f, r, c = ids[0, n].long().tolist()
+        torch.testing.assert_close(targets[:, n], feats[:, :, f, r, c])
+    assert token_targets(feats, 8, 8).shape == (2, 3 * 64, 5)   # a finer token grid: resized per frame
+    with pytest.raises(ValueError, match="B, D, T, h, w"):
+        token_targets(feats[0], 4, 4)
+
+
+def test_repa_loss_is_minus_the_mean_cosine():
+    from minidiff.repa import repa_loss
+
+    y = torch.randn(2, 6, 4)
+    assert float(repa_loss(3 * y, y)) == pytest.approx(-1.0, abs=1e-6)     # aligned (any scale)
+    assert float(repa_loss(-y, y)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        repa_loss(y[:, :5], y)
+
+
+def test_mmdit_repa_projector_reads_the_chosen_block_and_leaves_the_velocity_alone():
+    from dataclasses import replace
+
+    cfg = replace(SMALL, depth=2, repa_dim=5, repa_depth=1)
+    model = _randomise(MMDiT(cfg)).eval()
+    x, t, txt, y = _inputs(cfg=cfg)
+    with torch.no_grad():
+        plain = model(x, t, txt, y)
+        out, projected = model(x, t, txt, y, return_repa=True)
+    torch.testing.assert_close(out, plain)                      # the projector never changes the prediction
+    assert projected.shape == (2, 3 * 16, 5)
+    # it reads the video tokens after block 1: zero block 2 and the projection stays the same
+    with torch.no_grad():
+        for p in model.double_blocks[1].parameters():
+            p.zero_()
+        assert torch.allclose(model(x, t, txt, y, return_repa=True)[1], projected)
+    with pytest.raises(ValueError, match="no REPA projector"):
+        MMDiT(SMALL)(x, t, txt, y, return_repa=True)
+    with pytest.raises(ValueError, match="repa_depth 3"):
+        replace(SMALL, depth=2, repa_dim=5, repa_depth=3)

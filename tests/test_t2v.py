@@ -163,3 +163,39 @@ def test_prompt_playground_shows_a_labelled_preview_first_and_remembers_what_it_
     steps.value = 1  # fewer steps than the preview: no preview
     assert calls[4:] == [1]
     plt.close("all")
+
+
+def test_staged_recipe_trains_images_then_videos_and_same_seed_gives_the_same_weights():
+    """The image stage sees each video's first latent frame only; the same seed gives the same model, bit for bit;
+    the card records both stages; the callback is told which stage it is in."""
+    from minidiff import recipes
+
+    seen = []
+
+    def callback(stage, step, ema):
+        seen.append((stage, step))
+
+    kw = dict(steps=2, image_steps=3, n_videos=64, evaluate=False, progress=False, batch_size=4)
+    a, recipe, fields = recipes.t2v_mmdit(callback=callback, callback_every=1, **kw)
+    b, _, _ = recipes.t2v_mmdit(**kw)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert fields["stages"]["images"]["steps"] == 3 and fields["stages"]["videos"]["steps"] == 2 and a.step == 5
+    assert [s for s, _ in seen].count("images") >= 1 and seen[-1][0] == "videos"
+    assert "first latent frame" in recipe["stages"] and recipe["image_train"]["steps"] == 3
+    assert fields["pipeline"]["shift"] == recipes.T2V_MMDIT["shift"]
+
+    captured = {}
+    real_train = recipes.train
+
+    def spy(model, loss, data, cfg, **k):
+        captured.setdefault("shapes", []).append(tuple(data[0].shape))
+        return real_train(model, loss, data, cfg, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(recipes, "train", spy)
+        recipes.t2v_mmdit(**kw)
+    (img_shape, vid_shape) = captured["shapes"]
+    assert img_shape[2] == 1 and vid_shape[2] == 3 and img_shape[:2] == vid_shape[:2] == (64, 4)
+    with pytest.raises(ValueError, match="text_features must hold"):
+        recipes.t2v_mmdit(text_features=(torch.zeros(3, 8, 64), torch.zeros(3, 64)), **kw)

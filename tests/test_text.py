@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from minidiff.data import caption, caption_index, caption_words, moving_digits
 from minidiff.models.text import TextEncoder, TextEncoderConfig, build_tokenizer, clip_loss, tokenize
@@ -120,3 +121,58 @@ def test_pool_at_eos_is_clips_pooled_output(encoder):
     assert torch.allclose(pooled, out.pooler_output, atol=1e-6)
     with pytest.raises(ValueError, match="EOS"):
         pool_at_eos(out.last_hidden_state, torch.zeros_like(ids), encoder.tokenizer.eos_token_id)
+
+
+def test_word_loss_reads_every_real_token_and_ignores_padding():
+    from minidiff.models.text import word_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 7, generator=g)
+    ids = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    by_hand = torch.stack([F.cross_entropy(logits[b, i][None], ids[b, i][None])
+                           for b in range(2) for i in range(4) if mask[b, i]]).mean()
+    torch.testing.assert_close(word_loss(logits, ids, mask), by_hand)
+    logits2 = logits.clone()
+    logits2[0, 3] += 100.0  # a padding position: no effect
+    torch.testing.assert_close(word_loss(logits2, ids, mask), by_hand)
+
+
+def test_tiny_clip_word_head_only_when_weighted():
+    from minidiff.models.text import TinyCLIP, TinyCLIPConfig, clip_loss
+
+    torch.manual_seed(0)
+    plain = TinyCLIP(TinyCLIPConfig(text=TextEncoderConfig(words=caption_words())))
+    assert plain.word_head is None and "word_head.weight" not in plain.state_dict()  # old checkpoints still load
+    torch.manual_seed(0)
+    clip = TinyCLIP(TinyCLIPConfig(text=TextEncoderConfig(words=caption_words()), word_loss_weight=0.5))
+    z = torch.randn(3, 4, 3, 16, 16)
+    prompts = ["a red 3 moving left", "a blue 7 moving up", "a green 1 moving down"]
+    with torch.no_grad():
+        contrastive = clip_loss(clip.embed_text(prompts), clip.embed_video(z), clip.logit_scale.exp())
+        total = clip.loss(z, prompts)
+    assert float(total) > float(contrastive) + 0.5  # + 0.5 x a cross-entropy over 26 words near log 26
+    loss = clip.loss(z, prompts)
+    loss.backward()
+    assert clip.word_head.weight.grad is not None and clip.word_head.weight.grad.abs().sum() > 0
+
+
+def test_text_probe_tells_words_kept_from_words_mixed():
+    from minidiff.data import caption_attributes
+    from minidiff.eval import text_probe
+
+    d, c, m = caption_attributes(torch.arange(240))
+    txt = torch.zeros(240, 8, 64)
+    txt[torch.arange(240), 2, 10 + c] = 1  # each position holds its own word, one-hot
+    txt[torch.arange(240), 3, d] = 1
+    txt[torch.arange(240), 5, 20 + m] = 1
+    y_vec = torch.randn(240, 64, generator=torch.Generator().manual_seed(0))  # carries nothing
+    out = text_probe(txt, y_vec)
+    assert out["probe"]["digit"]["txt"] == 1.0 and out["variance_share"]["digit"]["txt"] == 1.0
+    assert out["probe"]["digit"]["y_vec"] < 0.3 and out["variance_share"]["digit"]["y_vec"] < 0.2
+    # the digit's position mixed with its colour, each colour its own code: a probe from an unseen colour fails
+    mixed = txt.clone()
+    mixed[:, 3] = torch.randn(6, 10, 64, generator=torch.Generator().manual_seed(1))[c, d]
+    assert text_probe(mixed, y_vec)["probe"]["digit"]["txt"] < 0.3
+    with pytest.raises(ValueError, match="240 captions"):
+        text_probe(txt[:10], y_vec[:10])

@@ -189,6 +189,10 @@ class MMDiTConfig(Config):
     time_factor: float = 1000.0  # t in [0, 1] is embedded as t * 1000, as in Flux's timestep_embedding
     use_rope: bool = True  # ablation switch: False gives the tokens no position information at all
     use_y_vec: bool = True  # ablation switch: False leaves the pooled text out of vec (time only)
+    # REPA (Yu et al. 2024): width of the encoder features that a small MLP maps the video tokens to after
+    # `repa_depth` double-stream blocks (0: no projector); used only by the training loss, never for sampling
+    repa_dim: int = 0
+    repa_depth: int = 1
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -196,6 +200,9 @@ class MMDiTConfig(Config):
         if sum(self.axes_dim) != self.hidden_size // self.num_heads:
             raise ValueError(f"axes_dim {list(self.axes_dim)} must add up to the head dim "
                              f"{self.hidden_size // self.num_heads} (hidden_size / num_heads)")
+        if self.repa_dim and not 1 <= self.repa_depth <= self.depth:
+            raise ValueError(f"repa_depth {self.repa_depth} must name one of the {self.depth} double-stream blocks "
+                             f"(1..{self.depth})")
         if self.in_channels % (self.patch_size ** 2):
             raise ValueError(f"in_channels {self.in_channels} (the packed token width) must be a multiple of "
                              f"patch_size^2 = {self.patch_size ** 2}")
@@ -228,6 +235,9 @@ class MMDiT(nn.Module):
         self.single_blocks = nn.ModuleList(
             SingleStreamBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth_single_blocks))
         self.final_layer = LastLayer(cfg.hidden_size, 1, self.out_channels)
+        # REPA's projector: video tokens -> the encoder's feature width (as the `projectors` of REPA's SiT)
+        self.repa_projector = (nn.Sequential(nn.Linear(cfg.hidden_size, 2 * cfg.hidden_size), nn.SiLU(),
+                                             nn.Linear(2 * cfg.hidden_size, cfg.repa_dim)) if cfg.repa_dim else None)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -281,8 +291,13 @@ class MMDiT(nn.Module):
         return img, txt, vec, pe
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor,
-                txt_mask: torch.Tensor | None = None) -> torch.Tensor:
+                txt_mask: torch.Tensor | None = None, return_repa: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The velocity (B, C, T, H, W); with `return_repa`, also the projected video tokens (B, N, repa_dim) after
+        `repa_depth` double-stream blocks, for REPA's alignment loss (`minidiff.repa`)."""
         self._check(x, t, txt, y_vec)
+        if return_repa and self.repa_projector is None:
+            raise ValueError("this MMDiT has no REPA projector: build it with MMDiTConfig(repa_dim=...)")
         b, _, frames, height, width = x.shape
         p = self.config.patch_size
         img = pack(x, p)
@@ -294,11 +309,15 @@ class MMDiT(nn.Module):
             mask = torch.cat([txt_mask.bool(), torch.ones(b, img.shape[1], dtype=torch.bool, device=x.device)], 1)
 
         img, txt, vec, pe = self.prepare_block_inputs(img, img_ids, txt, txt_ids, t, y_vec)
-        for block in self.double_blocks:
+        aligned = None
+        for i, block in enumerate(self.double_blocks):
             img, txt = block(img, txt, vec, pe, mask)
+            if return_repa and i + 1 == self.config.repa_depth:
+                aligned = self.repa_projector(img)
         img = torch.cat((txt, img), dim=1)
         for block in self.single_blocks:
             img = block(img, vec, pe, mask)
         img = img[:, txt.shape[1]:, ...]
         img = self.final_layer(img, vec)
-        return unpack(img, frames, height, width, p)
+        out = unpack(img, frames, height, width, p)
+        return (out, aligned) if return_repa else out

@@ -143,10 +143,14 @@ class LatentVideoEncoder(nn.Module):
             nn.Conv3d(width, width, 3, stride=(1, 2, 2), padding=1), nn.SiLU())
         self.proj = nn.Linear(width, embed_dim)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The feature map before pooling, (B, width, T, h / 4, w / 4): what REPA aligns lesson 08's MMDiT to."""
         if z.ndim != 5:
             raise ValueError(f"expected latents (B, C, T, h, w), got shape {tuple(z.shape)}")
-        return self.proj(self.net(z).mean(dim=(2, 3, 4)))
+        return self.net(z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(z).mean(dim=(2, 3, 4)))
 
 
 @dataclass
@@ -157,6 +161,17 @@ class TinyCLIPConfig(Config):
     latent_channels: int = 4
     video_width: int = 64
     embed_dim: int = 64
+    # weight of the per-token word loss beside the contrastive one (0: CLIP's loss alone, and no word head)
+    word_loss_weight: float = 0.0
+
+
+def word_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The per-token objective: cross-entropy of each real token's word, read back from its own output position,
+        loss = mean over tokens i with mask_i = 1 of CE(logits_i, id_i)      (logits (B, L, V), ids (B, L)).
+    CLIP's loss reads only the pooled [EOS] output, which leaves every other position free to forget its word; this
+    keeps each position's word in `txt`, the job T5's per-token (denoising) objective does for Flux and Open-Sora."""
+    keep = attention_mask.bool()
+    return F.cross_entropy(logits[keep], input_ids[keep])
 
 
 class TinyCLIP(nn.Module):
@@ -173,6 +188,9 @@ class TinyCLIP(nn.Module):
         self.text_proj = nn.Linear(config.text.hidden_size, config.embed_dim)
         self.video_encoder = LatentVideoEncoder(config.latent_channels, config.video_width, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1 / 0.07), CLIP's initial temperature
+        # a linear read-out of the word at every position of txt, trained only if word_loss_weight > 0
+        self.word_head = (nn.Linear(config.text.hidden_size, len(self.text_encoder.tokenizer.get_vocab()))
+                          if config.word_loss_weight > 0 else None)
 
     def embed_text(self, prompts: list[str]) -> torch.Tensor:
         return F.normalize(self.text_proj(self.text_encoder(prompts)[1]), dim=-1)
@@ -181,5 +199,14 @@ class TinyCLIP(nn.Module):
         return F.normalize(self.video_encoder(latents), dim=-1)
 
     def loss(self, latents: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """clip_loss of the pooled text against the videos, + word_loss_weight * word_loss on every position of txt."""
         scale = self.logit_scale.clamp(max=4.6052).exp()  # temperature >= 0.01, as CLIP clips it
-        return clip_loss(self.embed_text(prompts), self.embed_video(latents), scale)
+        if self.word_head is None:
+            return clip_loss(self.embed_text(prompts), self.embed_video(latents), scale)
+        ids, mask = tokenize(self.text_encoder.tokenizer, prompts)
+        device = next(self.parameters()).device
+        ids, mask = ids.to(device), mask.to(device)
+        out = self.text_encoder.model(input_ids=ids, attention_mask=mask)
+        text_emb = F.normalize(self.text_proj(out.pooler_output), dim=-1)
+        loss = clip_loss(text_emb, self.embed_video(latents), scale)
+        return loss + self.config.word_loss_weight * word_loss(self.word_head(out.last_hidden_state), ids, mask)
