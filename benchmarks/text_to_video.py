@@ -13,12 +13,15 @@ Appends to benchmarks/results/text_to_video.json, one record per measurement, ea
   cfg: the same for guidance scales 1, 2, 4, 7
   digit-loss: where digit identity is lost, on 230 training-split videos: the judge on the real videos, on their VAE
     reconstructions, and on videos regenerated from the real latent noised to t (0.2 .. 1.0; t = 1 is pure noise,
-    i.e. generation from scratch), with the true caption
+    i.e. generation from scratch), with the true caption; also the digit accuracy of each frame judged alone
+    ("digit_by_frame")
   throughput: model FLOPs per training step (torch's FlopCounterMode), seconds per step, the achieved GFLOP/s next to
     the machine's dense 2048x2048 matmul in fp32 and bf16 measured in the same run, the time of one step by kind of
     operation (matmul, attention, elementwise), and one step with bf16 autocast
   text-features: how much of the variance of the frozen text encoder's outputs over the 240 captions each attribute
-    explains (between-class sum of squares / total), for y_vec, for txt at the digit's position, and for all of txt
+    explains (between-class sum of squares / total), for txt at the digit's position and for all of txt; and
+    eval.text_probe (each attribute at its word's position and in y_vec: variance share and a leave-one-context-out
+    linear probe). --encoder-root DIR measures another encoder (e.g. an earlier commit's, checked out into DIR)
   ablations: the recipe trained for --ablation-minutes (same data and seed; each variant's step is timed first and its
     cosine schedule set to the steps that fit the minutes) as is ("baseline", twice: seeds 0 and 1 give the
     run-to-run spread) and with one part removed: no pooled text in vec ("no-y_vec"), no RoPE
@@ -130,31 +133,30 @@ def measure_digit_loss(judge, threads: int) -> None:
         rows[f"regenerated from t={t0:.2f}"] = pipe.decode(x)
     for name, videos in rows.items():
         acc = judge_videos(videos, judge, *target).accuracy
+        # each frame judged on its own: is the glyph lost in every frame, or only in the later ones?
+        acc["digit_by_frame"] = [round(judge_videos(videos[:, :, k:k + 1], judge, *target).accuracy["digit"], 4)
+                                 for k in range(videos.shape[2])]
         _stamp({"part": "digit-loss", "source": name, **acc, "n_videos": len(md), "steps": pipe.steps,
                 "cfg_scale": pipe.cfg_scale}, threads)
 
 
 @torch.no_grad()
-def measure_text_features(threads: int) -> None:
+def measure_text_features(threads: int, root: str | None = None) -> None:
+    """`eval.text_probe` of a text encoder's outputs for the 240 captions (the shipped one, or the one in `root`),
+    plus the variance shares of the digit's position and of all of txt."""
     from minidiff.data import caption_attributes, caption_table
-    from minidiff.pretrained import load_pretrained
+    from minidiff.eval import text_probe, variance_share
+    from minidiff.pretrained import ROOT, load_pretrained
 
-    clip, _ = load_pretrained("text-encoder")
+    clip, card = load_pretrained("text-encoder", root or ROOT)
     txt, y_vec = clip.text_encoder(caption_table())
     attrs = dict(zip(("digit", "colour", "direction"), caption_attributes(torch.arange(240)), strict=True))
-
-    def shares(x: torch.Tensor) -> dict:
-        x = x - x.mean(0)
-        total = float(x.pow(2).sum())
-        out = {}
-        for name, lab in attrs.items():
-            between = sum(float((lab == k).sum()) * float(x[lab == k].mean(0).pow(2).sum()) for k in lab.unique())
-            out[name] = round(between / total, 3)
-        return out
-
-    for name, x in (("y_vec", y_vec), ("txt at the digit's position", txt[:, 3]), ("txt, all positions",
-                                                                                  txt.flatten(1))):
-        _stamp({"part": "text-features", "source": name, "variance_share": shares(x), "n_captions": 240}, threads)
+    encoder = {"encoder": card.get("commit", "?"), "word_loss_weight": card["config"].get("word_loss_weight", 0.0)}
+    for name, x in (("txt at the digit's position", txt[:, 3]), ("txt, all positions", txt.flatten(1))):
+        _stamp({"part": "text-features", "source": name, **encoder, "n_captions": 240,
+                "variance_share": {k: round(variance_share(x, lab), 3) for k, lab in attrs.items()}}, threads)
+    _stamp({"part": "text-features", "source": "text_probe", **encoder, "n_captions": 240, **text_probe(txt, y_vec)},
+           threads)
 
 
 def _matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -354,6 +356,8 @@ def main() -> int:
     p.add_argument("--points", type=int, default=4, help="curve points per stage")
     p.add_argument("--heldout-samples", type=int, default=4, help="samples per held-out caption at each curve point")
     p.add_argument("--out", default=None, help="for `curve`: write the trained model and card to this folder")
+    p.add_argument("--encoder-root", default=None,
+                   help="for `text-features`: a folder holding another text-encoder.json/.safetensors to measure")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from minidiff.pretrained import load_pretrained
@@ -368,7 +372,7 @@ def main() -> int:
     if "digit-loss" in a.parts:
         measure_digit_loss(judge, a.threads)
     if "text-features" in a.parts:
-        measure_text_features(a.threads)
+        measure_text_features(a.threads, a.encoder_root)
     if "throughput" in a.parts:
         measure_throughput(a.threads)
     if "ablations" in a.parts:
