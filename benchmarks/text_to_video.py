@@ -22,6 +22,8 @@ Appends to benchmarks/results/text_to_video.json, one record per measurement, ea
     explains (between-class sum of squares / total), for txt at the digit's position and for all of txt; and
     eval.text_probe (each attribute at its word's position and in y_vec: variance share and a leave-one-context-out
     linear probe). --encoder-root DIR measures another encoder (e.g. an earlier commit's, checked out into DIR)
+  swap: the swapped-caption check (eval.swapped_captions): 24 noises, each sampled under the ten captions that
+    differ only in the digit: accuracy, confusion, distinct digits per noise
   ablations: the recipe trained for --ablation-minutes (same data and seed; each variant's step is timed first and its
     cosine schedule set to the steps that fit the minutes) as is ("baseline", twice: seeds 0 and 1 give the
     run-to-run spread) and with one part removed: no pooled text in vec ("no-y_vec"), no RoPE
@@ -138,6 +140,16 @@ def measure_digit_loss(judge, threads: int) -> None:
                                  for k in range(videos.shape[2])]
         _stamp({"part": "digit-loss", "source": name, **acc, "n_videos": len(md), "steps": pipe.steps,
                 "cfg_scale": pipe.cfg_scale}, threads)
+
+
+def measure_swap(judge, threads: int, n_noises: int = 24) -> None:
+    """eval.swapped_captions on the shipped model: the same noise under the ten captions that differ only in the
+    digit."""
+    from minidiff.eval import swapped_captions
+
+    t0 = time.perf_counter()
+    r = swapped_captions(_pipe(), judge, n_noises)
+    _stamp({"part": "swap", **r, "seconds": round(time.perf_counter() - t0, 1)}, threads)
 
 
 @torch.no_grad()
@@ -346,7 +358,7 @@ def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parts = ["adherence", "steps", "cfg", "digit-loss", "text-features", "throughput", "ablations", "curve"]
+    parts = ["adherence", "steps", "cfg", "digit-loss", "text-features", "throughput", "ablations", "curve", "swap"]
     p.add_argument("parts", nargs="*", default=["adherence"], choices=parts)
     p.add_argument("--samples", type=int, default=2, help="samples per caption for `adherence`")
     p.add_argument("--ablation-minutes", type=float, default=10.0)
@@ -377,6 +389,8 @@ def main() -> int:
         measure_throughput(a.threads)
     if "ablations" in a.parts:
         measure_ablations(judge, a.ablation_minutes, a.threads)
+    if "swap" in a.parts:
+        measure_swap(judge, a.threads)
     if "curve" in a.parts:
         measure_curve(judge, a.threads, a.recipe, a.points, a.out, a.heldout_samples)
     return 0
