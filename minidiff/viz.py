@@ -125,14 +125,19 @@ def video_frames_grid(videos: torch.Tensor, padding: int = 1) -> np.ndarray:
     return image_grid(v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), nrow=t, padding=padding)
 
 
+def video_frames_figsize(videos: torch.Tensor, scale: float = 0.45) -> tuple[float, float]:
+    """The figure size (inches) that `show_video_frames` gives these videos."""
+    n, _, t, h, w = _check_videos(videos).shape
+    return max(3.0, scale * (t * (w + 1) + 1) / 10), max(1.2, scale * (n * (h + 1) + 1) / 10)
+
+
 def show_video_frames(videos: torch.Tensor, title: str | None = None, row_labels: Sequence[str] | None = None,
                       ax: plt.Axes | None = None, scale: float = 0.45) -> plt.Axes:
     """Every frame of each video side by side (time runs left to right); optional labels on the rows."""
     v = _check_videos(videos)
     grid = video_frames_grid(v)
     if ax is None:
-        h, w = grid.shape[:2]
-        _, ax = plt.subplots(figsize=(max(3.0, scale * w / 10), max(1.2, scale * h / 10)))
+        _, ax = plt.subplots(figsize=video_frames_figsize(v, scale))
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

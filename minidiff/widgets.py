@@ -21,6 +21,20 @@ from .utils import check_image_batch
 from .viz import to_numpy_image
 
 
+def new_figure(figsize: tuple[float, float], nrows: int = 0, ncols: int = 1, **subplots_kw):
+    """A figure of its own, outside pyplot's list of open figures: `Figure` if nrows is 0, else (Figure, axes).
+
+    Widgets draw into these. Pyplot's list is shared by every thread of the kernel, and ipykernel 7 runs some
+    requests in threads of their own (subshells: JupyterLab 4.6 sends widget messages over one); the inline
+    backend's `flush_figures` closes *every* pyplot figure after each execution, so a widget drawing with pyplot
+    could lose its figure halfway through. Matplotlib's advice for figures drawn in a server is the same:
+    create `matplotlib.figure.Figure` directly."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig if nrows == 0 else (fig, fig.subplots(nrows, ncols, **subplots_kw))
+
+
 def _figure_output(fig: plt.Figure) -> dict:
     """A matplotlib figure as one Output-widget output (a PNG display_data, as the inline backend draws it)."""
     import base64
@@ -61,45 +75,35 @@ def _explorer_box(children: Sequence, name: str, frames: dict | None = None):
     return box
 
 
-def _interactive(controls: Sequence, draw: Callable[[], None], rows: Sequence | None = None,
+def _interactive(controls: Sequence, draw: Callable[[], plt.Figure], rows: Sequence | None = None,
                  name: str = "explorer", busy: str = "drawing", frames: dict | None = None,
-                 preview: Callable[[], bool] | None = None):
-    """Redraw `draw()` (matplotlib figures, shown in one Output) now and whenever a control's value changes;
-    return a box of [*rows, status line, output] (rows default to the controls, one per row).
+                 preview: Callable[[], plt.Figure | None] | None = None):
+    """Show the figure `draw()` returns (made with `new_figure`, in one Output) now and whenever a control's value
+    changes; return a box of [*rows, status line, output] (rows default to the controls, one per row).
 
-    The figures `draw()` opens are rendered to PNG and set as the Output's `outputs` directly, rather than captured
-    with `with out:` (which routes the kernel's display messages through the Output widget's capture protocol, a
-    path standard notebook executors handle less robustly, and which a headless test cannot see). The status line
-    says "busy..." while `draw()` runs, and otherwise that the controls need a running kernel. A ValueError in
-    `draw()` (an unknown word typed in a prompt box, say) replaces the figure by its message, as text, in the same
-    output area; raised in a widget callback it would otherwise reach only the kernel's log.
+    The figure is rendered to PNG and set as the Output's `outputs` directly, rather than captured with `with out:`
+    (which routes the kernel's display messages through the Output widget's capture protocol, a path standard
+    notebook executors handle less robustly, and which a headless test cannot see). The status line says "busy..."
+    while `draw()` runs, and otherwise that the controls need a running kernel. A ValueError in `draw()` (an unknown
+    word typed in a prompt box, say) replaces the figure by its message, as text, in the same output area; raised in
+    a widget callback it would otherwise reach only the kernel's log.
 
-    `preview()`, if given, runs first and draws a quick, coarse version (returning False when it has none to offer):
-    it is shown at once, labelled as a preview by its own title, and `draw()` then replaces it."""
+    `preview()`, if given, runs first and returns a quick, coarse figure (or None when it has none to offer): it is
+    shown at once, labelled as a preview by its own title, and `draw()`'s figure then replaces it."""
     import ipywidgets as W
 
     out = W.Output()
     status = W.HTML(value=IDLE_NOTE)
 
-    def show(before: set) -> None:
-        figs = [plt.figure(n) for n in plt.get_fignums() if n not in before]
-        outputs = tuple(_figure_output(f) for f in figs)
-        for f in figs:
-            plt.close(f)
-        out.outputs = outputs
-
     def redraw(_change=None) -> None:
         status.value = f"<b>⏳ {busy}…</b>"
-        before = set(plt.get_fignums())
         try:
-            if preview is not None and preview():
-                show(before)
+            quick = preview() if preview is not None else None
+            if quick is not None:
+                out.outputs = (_figure_output(quick),)
                 status.value = f"<b>⏳ a coarse preview: {busy}…</b>"
-            draw()
-            show(before)
-        except Exception as e:  # show it where the learner is looking, and drop the stale figure
-            for n in set(plt.get_fignums()) - before:
-                plt.close(n)
+            out.outputs = (_figure_output(draw()),)
+        except Exception as e:  # show it where the learner is looking, in place of the stale figure
             what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             out.outputs = ({"output_type": "stream", "name": "stdout",
                             "text": f"⚠ {what}\n(change the controls above and it redraws)\n"},)
@@ -231,12 +235,13 @@ def noising_explorer(image: torch.Tensor, T: int = 1000, seed: int = 0):
                            layout=W.Layout(width="60%"))
     dropdown = W.Dropdown(options=list(SCHEDULES), value="linear", description="schedule")
 
-    def draw() -> None:
+    def draw() -> plt.Figure:
         frame = noising_explorer_frame(x0, schedules[dropdown.value], t_slider.value, noise)
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        fig, axes = new_figure((12, 3.2), 1, 3)
         draw_noising_frame(frame, axes)
         fig.suptitle(frame.title, fontsize=10)
         fig.tight_layout()
+        return fig
 
     return _interactive([t_slider, dropdown], draw, [W.HBox([t_slider, dropdown])], name="noising explorer")
 
@@ -288,11 +293,12 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
     slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="frame", continuous_update=False,
                          layout=W.Layout(width="60%"))
 
-    def draw() -> None:
+    def draw() -> plt.Figure:
         frame = reverse_chain_frame(trajectory, slider.value, nrow)
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+        fig, axes = new_figure((9, 4.6), 1, 2)
         draw_reverse_chain_frame(frame, axes)
         fig.suptitle(frame.title)
+        return fig
 
     return _interactive([slider], draw, name="reverse-chain explorer")
 
@@ -300,12 +306,13 @@ def reverse_chain_explorer(trajectory: list[tuple[int, torch.Tensor, torch.Tenso
 # -------------------------------------------------------------------------------------------------- DDIM explorer
 
 
-def _draw_grid(grid: np.ndarray, title: str) -> None:
+def _draw_grid(grid: np.ndarray, title: str) -> plt.Figure:
     """One image grid with a title, as a new figure."""
-    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+    fig, ax = new_figure((6, 6 * grid.shape[0] / grid.shape[1]), 1, 1)
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title)
+    return fig
 
 
 def ddim_explorer_frame(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: torch.Tensor | None,
@@ -341,8 +348,9 @@ def ddim_explorer(model, schedule: NoiseSchedule, x_T: torch.Tensor, labels: tor
                                      continuous_update=False)
     eta = W.SelectionSlider(options=etas, value=etas[0], description="eta", continuous_update=False)
 
-    def draw() -> None:
-        _draw_grid(grids[steps_slider.value, eta.value], f"DDIM, {steps_slider.value} steps, eta = {eta.value:g}")
+    def draw() -> plt.Figure:
+        n, e = steps_slider.value, eta.value
+        return _draw_grid(grids[n, e], f"DDIM, {n} steps, eta = {e:g}")
 
     return _interactive([steps_slider, eta], draw, [W.HBox([steps_slider, eta])], name="DDIM explorer",
                         frames=grids)
@@ -395,9 +403,10 @@ def flow_particles_explorer(trajectory: list, model, target: np.ndarray | None =
 
     slider = W.IntSlider(value=0, min=0, max=len(trajectory) - 1, description="step", continuous_update=False)
 
-    def draw() -> None:
-        _, ax = plt.subplots(figsize=(5, 5))
+    def draw() -> plt.Figure:
+        fig, ax = new_figure((5, 5), 1, 1)
         draw_flow_frame(flow_particles_frame(trajectory, slider.value, model), ax, target)
+        return fig
 
     return _interactive([slider], draw, name="flow-particles explorer")
 
@@ -459,9 +468,10 @@ def patch_explorer(image: torch.Tensor, sizes: tuple[int, ...] | None = None):
     sizes = sizes or tuple(d for d in range(1, min(h, w) + 1) if h % d == 0 and w % d == 0)
     pick = W.ToggleButtons(options=list(sizes), value=2 if 2 in sizes else sizes[0], description="patch size")
 
-    def draw() -> None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    def draw() -> plt.Figure:
+        fig, axes = new_figure((11, 4.2), 1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
         draw_patch_frame(patch_explorer_frame(image, pick.value), axes)
+        return fig
 
     return _interactive([pick], draw, name="patch explorer")
 
@@ -499,8 +509,8 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     scale = W.SelectionSlider(options=list(scales), value=1.0 if 1.0 in scales else scales[0],
                               description="CFG scale", continuous_update=False)
 
-    def draw() -> None:
-        _draw_grid(grids[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
+    def draw() -> plt.Figure:
+        return _draw_grid(grids[scale.value], f"guidance scale {scale.value:g} ({steps} Euler steps, same noise)")
 
     return _interactive([scale], draw, name="guidance-scale explorer", frames=grids)
 
@@ -524,7 +534,7 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
     itself, frame by frame. The mix at lam = 0 is decode(z_A), A's reconstruction (not A), at lam = 1 B's."""
     import ipywidgets as W
 
-    from .viz import show_video_frames
+    from .viz import show_video_frames, video_frames_figsize
 
     with torch.no_grad():
         latents = torch.cat([vae.encode(v)[0] for v in videos.split(64)])
@@ -533,12 +543,15 @@ def latent_explorer(vae, videos: torch.Tensor, captions: list[str] | None = None
     b = W.IntSlider(value=min(1, n - 1), min=0, max=n - 1, description="video B", continuous_update=False)
     lam = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="weight λ", continuous_update=False)
 
-    def draw() -> None:
+    def draw() -> plt.Figure:
         mix = latent_walk_frame(vae, latents[a.value], latents[b.value], lam.value)
         rows = torch.cat([videos[a.value][None].cpu(), mix, videos[b.value][None].cpu()])
         names = [captions[a.value] if captions else f"video {a.value}", f"decode(mix), λ={lam.value:.1f}",
                  captions[b.value] if captions else f"video {b.value}"]
-        show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names)
+        fig, ax = new_figure(video_frames_figsize(rows), 1, 1)
+        show_video_frames(rows, title="latent walk: A (top), decoded mix (middle), B (bottom)", row_labels=names,
+                          ax=ax)
+        return fig
 
     return _interactive([a, b, lam], draw, [W.HBox([a, b]), lam], name="latent-walk explorer", busy="decoding")
 
@@ -611,11 +624,13 @@ def prompt_search(clip, captions: list[str], videos: torch.Tensor, video_latents
     box = W.Text(value="a red 3 moving left", description="prompt", continuous_update=False,
                  layout=W.Layout(width="420px"))
 
-    def draw() -> None:
+    def draw() -> plt.Figure:
         frame = prompt_search_frame(clip, box.value, captions, caption_emb, video_emb, k)
         if frame.error:  # as text in the output area, not a figure with nothing in it
             raise ValueError(frame.error)
-        draw_prompt_search_frame(frame, videos, plt.figure(figsize=(9, 4.6)))
+        fig = new_figure((9, 4.6))
+        draw_prompt_search_frame(frame, videos, fig)
+        return fig
 
     return _interactive([box], draw, name="prompt search", busy="searching")
 
@@ -708,17 +723,20 @@ def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
             raise ValueError(frame.error)
         return frame
 
-    def preview() -> bool:  # the same prompt, guidance and seed with 2 Euler steps, while the real one samples
-        if steps.value <= PREVIEW_STEPS or (box.value, steps.value, cfg.value, seed.value) in done:
-            return False
+    def preview() -> plt.Figure | None:  # the same prompt, guidance and seed with 2 Euler steps, while the real
+        if steps.value <= PREVIEW_STEPS or (box.value, steps.value, cfg.value, seed.value) in done:  # one samples
+            return None
         frame = frame_for(PREVIEW_STEPS)
-        draw_playground_frame(frame, plt.figure(figsize=(10, 2.2)))
-        plt.gcf().axes[0].set_title(f"preview, {PREVIEW_STEPS} Euler steps (sampling {steps.value} steps…)\n"
-                                    f"{frame.prompt!r}, guidance {frame.cfg_scale:g}, seed {frame.seed}")
-        return True
+        fig = new_figure((10, 2.2))
+        draw_playground_frame(frame, fig)
+        fig.axes[0].set_title(f"preview, {PREVIEW_STEPS} Euler steps (sampling {steps.value} steps…)\n"
+                              f"{frame.prompt!r}, guidance {frame.cfg_scale:g}, seed {frame.seed}")
+        return fig
 
-    def draw() -> None:
-        draw_playground_frame(frame_for(steps.value), plt.figure(figsize=(10, 2.2)))
+    def draw() -> plt.Figure:
+        fig = new_figure((10, 2.2))
+        draw_playground_frame(frame_for(steps.value), fig)
+        return fig
 
     return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])], name="prompt playground",
                         busy="sampling a video", preview=preview)

@@ -577,14 +577,14 @@ def _output_text(widget) -> str:
 def test_an_error_while_drawing_a_widget_is_shown_in_its_output_area():
     import ipywidgets as W
 
-    from minidiff.widgets import _interactive
+    from minidiff.widgets import _interactive, new_figure
 
     slider = W.IntSlider(value=0, min=0, max=2)
 
     def draw():
         if slider.value == 1:
             raise FloatingPointError("the model returned NaN")
-        plt.figure()
+        return new_figure((2, 2))
 
     w = _interactive([slider], draw)
     assert "image/png" in w.children[-1].outputs[0]["data"]

@@ -213,6 +213,30 @@ def test_widget_output_area_holds_the_figure_and_redraws(photo):
     assert plt.get_fignums() == []  # every figure it drew is closed
 
 
+def test_a_widget_keeps_its_picture_when_another_thread_closes_every_pyplot_figure(photo, monkeypatch):
+    """ipykernel 7 runs some requests in threads of their own (JupyterLab 4.6 sends widget messages over a subshell),
+    and after every execution the inline backend's `flush_figures` calls plt.close("all"). Seen in the browser test:
+    that landed while the patch explorer was drawing, and the widget lost its picture (an empty output). Widgets
+    draw on figures outside pyplot, so the same interleaving, forced here, leaves the picture in place."""
+    import minidiff.widgets as widgets
+
+    real = widgets.draw_patch_frame
+
+    def closed_halfway(frame, axes):
+        plt.close("all")  # what flush_figures does, at the worst moment
+        real(frame, axes)
+        plt.close("all")
+
+    w = widgets.patch_explorer(photo)
+    out = w.children[-1]
+    before = out.outputs[0]["data"]["image/png"]
+    monkeypatch.setattr(widgets, "draw_patch_frame", closed_halfway)
+    w.children[0].value = 4
+    (shown,) = out.outputs
+    assert shown["data"]["image/png"] != before and len(shown["data"]["image/png"]) > 1000
+    assert plt.get_fignums() == []
+
+
 def test_a_widget_says_what_it_is_where_it_cannot_render_and_when_it_is_busy(photo):
     """Where a widget cannot be drawn (untrusted notebook, web viewer) Jupyter shows its text form: it names the
     widget and says a still follows, instead of "VBox(children=(HBox(...". The status line says the controls need a

@@ -118,6 +118,10 @@ class Lab:
             body = r.read()
         return json.loads(body) if body else None
 
+    def log_tail(self, chars: int) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-chars:]
+
     def shut_down_kernels(self) -> None:
         for s in self.api("GET", "/api/sessions"):
             self.api("DELETE", f"/api/sessions/{s['id']}")
@@ -412,6 +416,9 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
                 mover.text_boxes(repeat)
             assert len(latency_log) > moved, f"{lesson} {widget}: the test found no control to move"
         assert not elsewhere, f"{lesson}: the page asked the network for {sorted(elsewhere)[:5]}"
+    except AssertionError as e:  # what the server and the kernel said helps to tell a slow kernel from a lost message
+        raise AssertionError(f"{e}\n--- the notebook's state: {page.evaluate(JS_STATE)}\n--- JupyterLab's log "
+                             f"(the kernel's stderr included), last 4000 characters:\n{lab.log_tail(4000)}") from e
     finally:
         context.close()
         lab.shut_down_kernels()
