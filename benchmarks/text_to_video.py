@@ -300,38 +300,64 @@ def _curve_point(ema, vae, text, judge, stage: str, step: int, heldout_samples: 
         p = r[key]
         out.append({"stage": stage, "step": step, "split": split, "digit": r["digit"], "colour": r["colour"],
                     "direction": r["direction"] if stage == "videos" else None, "all_three": r["all_three"]
-                    if stage == "videos" else None, "confident": r["confident"], "n_videos": r["n_videos"],
+                    if stage == "videos" else None, "confident": r["confident"], "confusion": r["confusion"],
+                    "n_videos": r["n_videos"],
                     "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / r["n_videos"]), 4), "of": key})
     return out
 
 
+RECIPES = {
+    "new": "the shipped recipe: stills (t2i), then stills and image-to-video mixed; sampled text -> image -> video",
+    "old": "the first recipe: videos only (t2v), 5,000 steps at lr 3e-3, shift 1.56, no REPA",
+    "staged-t2v": "stills, then whole videos with nothing given (t2v), the same steps, shift and REPA as new",
+    "oracle": "the new recipe with txt / y_vec from recipes.oracle_text_table (a perfect text encoder)",
+}
+
+
+def recipe_overrides(recipe: str) -> dict:
+    """recipes.t2v_mmdit keyword arguments for each of RECIPES."""
+    from minidiff import recipes
+
+    r = recipes.T2V_MMDIT
+    t2v_only = dataclasses.replace(r["mmdit"], cond_embed=False)
+    if recipe == "old":
+        return {"image_steps": 0, "repa_weight": 0.0, "shift": 1.55885, "config": t2v_only,
+                "video_tasks": {"t2v": 1.0},
+                "train_config": dataclasses.replace(r["train"], steps=5000, lr=3e-3, max_minutes=40.0)}
+    if recipe == "staged-t2v":
+        return {"config": t2v_only, "video_tasks": {"t2v": 1.0}}
+    if recipe == "oracle":
+        from minidiff.data import caption_table
+
+        return {"text_features": recipes.oracle_text_table(caption_table() + [""])}
+    return {}
+
+
 def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | None, heldout_samples: int) -> None:
-    """Train a recipe from scratch and measure adherence `points` times in each stage ("new": the shipped recipe,
-    images then videos; "old": the recipe before it: videos only, 5,000 steps at lr 3e-3, shift 1.56, no REPA;
-    "oracle": the new recipe with txt / y_vec from recipes.oracle_text_table). With `out_dir`, the trained model and
-    its card are written there as the CLI does (then `python -m minidiff.recipes`' install can ship them)."""
+    """Train one of RECIPES from scratch and measure adherence `points` times in each stage. With `out_dir`, the
+    trained model and its card are written there as the CLI does (then `python -m minidiff.recipes`' install can
+    ship them)."""
     from minidiff import recipes
     from minidiff.pretrained import load_pretrained, save_pretrained
 
     vae, _ = load_pretrained("video-vae")
     clip, _ = load_pretrained("text-encoder")
     r = recipes.T2V_MMDIT
-    kw: dict = {}
-    if recipe == "old":
-        kw = {"image_steps": 0, "repa_weight": 0.0, "shift": 1.55885,
-              "train_config": dataclasses.replace(r["train"], steps=5000, lr=3e-3, max_minutes=40.0)}
+    kw = recipe_overrides(recipe)
     text = clip.text_encoder.eval()
     if recipe == "oracle":
-        from minidiff.data import caption_table
-
-        txt, vec = recipes.oracle_text_table(caption_table() + [""])
-        kw = {"text_features": (txt, vec)}
 
         class OracleText(torch.nn.Module):
+            """The real encoder's tokenizer (the pipeline checks prompts with it), the oracle's features."""
+
+            def __init__(self, real: torch.nn.Module) -> None:
+                super().__init__()
+                self.tokenizer, self.config = real.tokenizer, real.config
+
             def forward(self, prompts):
                 return recipes.oracle_text_table(list(prompts))
 
-        text = OracleText()
+        text = OracleText(text)
     stage_steps = {"images": 0 if recipe == "old" else r["image_train"].steps,
                    "videos": kw["train_config"].steps if recipe == "old" else r["train"].steps}
     wanted = {k: {round(n * (i + 1) / points) for i in range(points)} for k, n in stage_steps.items() if n}
@@ -364,7 +390,8 @@ def main() -> int:
     p.add_argument("--ablation-minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--record-in-card", action="store_true", help="write the adherence figures into the card")
-    p.add_argument("--recipe", choices=["new", "old", "oracle"], default="new", help="for `curve`")
+    p.add_argument("--recipe", choices=list(RECIPES), default="new", help="for `curve`: " + "; ".join(
+        f"{k}: {v}" for k, v in RECIPES.items()))
     p.add_argument("--points", type=int, default=4, help="curve points per stage")
     p.add_argument("--heldout-samples", type=int, default=4, help="samples per held-out caption at each curve point")
     p.add_argument("--out", default=None, help="for `curve`: write the trained model and card to this folder")

@@ -49,26 +49,29 @@ class ClassifierFreeGuidance(nn.Module):
     class-conditional model, {"txt": txt(""), "y_vec": y_vec("")} (the empty caption) for a text-conditional one.
     One batched forward pass: [x, x] with conditions [cond, null], then split and combine. Pass the wrapper to any
     sampler (`ddpm.p_sample_loop`, `ddim.ddim_sample`, `flow.euler_sample`) in place of the model, with the same cond.
+    Keywords named in `keep` go to both passes unchanged: guidance on the text alone, the given first frame of
+    image-to-video in both (Open-Sora v2 adds a second, image guidance term with a third pass; minidiff does not).
     """
 
-    def __init__(self, model: nn.Module, scale: float, null: Mapping[str, int | float | torch.Tensor]):
+    def __init__(self, model: nn.Module, scale: float, null: Mapping[str, int | float | torch.Tensor],
+                 keep: tuple[str, ...] = ()):
         super().__init__()
         scale = check_number("the guidance scale (1 = no guidance)", scale, low=0.0)
         if not isinstance(null, Mapping) or not null:
             raise ValueError(f"null must map each conditioning keyword to its null value, e.g. {{'y': 10}} for the "
                              f"null label; got {null!r}")
-        self.model, self.scale, self.null = model, float(scale), dict(null)
+        self.model, self.scale, self.null, self.keep = model, float(scale), dict(null), tuple(keep)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
         if not cond:
             raise ValueError("classifier-free guidance needs a condition: pass cond={...} to the sampler")
-        missing = sorted(set(cond) - set(self.null))
+        missing = sorted(set(cond) - set(self.null) - set(self.keep))
         if missing:
             raise ValueError(f"no null value for {missing}: give ClassifierFreeGuidance(..., null={{...}}) an entry "
                              f"for every conditioning keyword (it has {sorted(self.null)})")
         if self.scale == 1.0:  # nothing to guide: save the unconditional pass
             return self.model(x, t, **cond)
-        both = {k: torch.cat([v, null_like(v, self.null[k])]) for k, v in cond.items()}
+        both = {k: torch.cat([v, v if k in self.keep else null_like(v, self.null[k])]) for k, v in cond.items()}
         out = self.model(torch.cat([x, x]), torch.cat([t, t]), **both)
         c, u = out.chunk(2)
         return cfg_combine(c, u, self.scale)

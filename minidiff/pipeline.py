@@ -18,7 +18,7 @@ import torch
 
 from .flow import euler_sample
 from .guidance import ClassifierFreeGuidance
-from .models.mmdit import MMDiT
+from .models.mmdit import MMDiT, i2v_condition
 from .models.text import TextEncoder
 from .models.vae import VideoVAE
 from .utils import check_int, short
@@ -99,26 +99,60 @@ class TextToVideo:
                              f"{self.mmdit.config.latent_channels}")
         return batch, c, t, h, w
 
+    @property
+    def route(self) -> str:
+        """"t2i2v" for an MMDiT trained for image-to-video too (config.cond_embed): text -> first frame -> video;
+        "t2v" for one that makes the whole video in one pass."""
+        return "t2i2v" if self.mmdit.config.cond_embed else "t2v"
+
     def guided_model(self, cfg_scale: float) -> ClassifierFreeGuidance:
-        """The MMDiT wrapped in classifier-free guidance against the empty caption (txt and y_vec of "")."""
+        """The MMDiT wrapped in classifier-free guidance against the empty caption (txt and y_vec of ""); a given
+        first frame (`cond`) goes to both passes, so the guidance is on the text alone."""
         null_txt, null_vec = self.encode_prompts([""])
-        return ClassifierFreeGuidance(self.mmdit, cfg_scale, null={"txt": null_txt[0], "y_vec": null_vec[0]})
+        return ClassifierFreeGuidance(self.mmdit, cfg_scale, null={"txt": null_txt[0], "y_vec": null_vec[0]},
+                                      keep=("cond",))
 
     @torch.no_grad()
     def sample_latents(self, prompts: list[str] | str, steps: int | None = None, cfg_scale: float | None = None,
                        seed: int = 0, noise: torch.Tensor | None = None, trajectory: bool | int = False,
-                       progress: bool = False):
-        """Scaled latents x_0 (B, C, T_lat, h, w) for the prompts (and the trajectory if asked)."""
+                       progress: bool = False, first_frame: torch.Tensor | None = None):
+        """Scaled latents x_0 (B, C, T_lat, h, w) for the prompts (and the trajectory if asked).
+
+        Route "t2v": one Euler pass over the whole latent video. Route "t2i2v" (Open-Sora v2's text -> image ->
+        video): the first latent frame alone, as an image (the causal VAE encodes frame 0 by itself, so it is one),
+        then the whole video with that frame given (`i2v_condition`), which is kept exactly. `first_frame`
+        (B, C, 1, h, w), scaled, skips the image pass: image-to-video. `noise` (the full shape) is the starting
+        noise of the video pass; its first frame starts the image pass (so a pipeline with frames=1 and the same
+        seed gives exactly the video's first latent frame). The trajectory is the video pass's."""
         prompts = self.check_prompts(prompts)
-        if steps is not None:
-            check_int("steps", steps, low=1)
+        steps = self.steps if steps is None else check_int("steps", steps, low=1)
         seed = check_int("seed", seed)
+        shape = self.latent_shape(len(prompts))
+        generator = torch.Generator().manual_seed(seed)
+        if noise is None:  # drawn frame by frame, so a frame's noise does not depend on how many follow it
+            noise = torch.randn((shape[2], shape[0], shape[1], *shape[3:]), generator=generator)
+            noise = noise.permute(1, 2, 0, 3, 4).contiguous()
         txt, y_vec = self.encode_prompts(prompts)
         model = self.guided_model(self.cfg_scale if cfg_scale is None else cfg_scale)
-        return euler_sample(model, self.latent_shape(len(prompts)), steps=steps or self.steps,
-                            cond={"txt": txt, "y_vec": y_vec}, noise=noise,
-                            generator=torch.Generator().manual_seed(seed), device=self.device,
-                            trajectory=trajectory, progress=progress, shift=self.shift)
+        cond = {"txt": txt, "y_vec": y_vec}
+        sample = dict(steps=steps, generator=generator, device=self.device, progress=progress, shift=self.shift)
+        if self.route == "t2v" or (shape[2] == 1 and first_frame is None):  # one pass (an image is one frame)
+            if first_frame is not None:
+                raise ValueError("this MMDiT was not trained for image-to-video (config.cond_embed is False): it "
+                                 "cannot start from a given first frame")
+            return euler_sample(model, shape, cond=cond, noise=noise, trajectory=trajectory, **sample)
+        if first_frame is None:
+            first_frame = euler_sample(model, (*shape[:2], 1, *shape[3:]), cond=cond, noise=noise[:, :, :1],
+                                       **sample)
+        elif tuple(first_frame.shape) != (*shape[:2], 1, *shape[3:]):
+            raise ValueError(f"first_frame must be one scaled latent frame per prompt, shape "
+                             f"{(*shape[:2], 1, *shape[3:])}, got {tuple(first_frame.shape)}")
+        first_frame = first_frame.to(self.device)
+        cond["cond"] = i2v_condition(first_frame, shape[2])
+        out = euler_sample(model, shape, cond=cond, noise=noise, trajectory=trajectory, **sample)
+        x = out[0] if trajectory else out
+        x[:, :, :1] = first_frame  # the given frame, exactly
+        return out
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

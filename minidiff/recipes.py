@@ -43,7 +43,7 @@ from .models.vae import ImageVAE, ImageVAEConfig, VAEConfig, VideoVAE, encode_vi
 from .pretrained import save_pretrained
 from .schedules import make_schedule
 from .train import TrainConfig, train
-from .utils import bf16_is_fast, seed_everything
+from .utils import bf16_is_fast, check_number, seed_everything
 
 DDPM_DIGITS = {
     "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10),
@@ -276,7 +276,7 @@ def text_encoder(minutes: float | None = None, steps: int | None = None, progres
 T2V_MMDIT = {
     "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=128,
                          mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=(8, 12, 12),
-                         repa_dim=64, repa_depth=2),
+                         repa_dim=64, repa_depth=2, cond_embed=True),
     # stage 1, images: the first latent frame of each video alone (the causal VAE encodes frame 0 by itself), a
     # third of the tokens, so about 3x the steps per minute; the glyph is learnt here
     # (7,000 steps, about 17 minutes on 2 threads)
@@ -286,6 +286,8 @@ T2V_MMDIT = {
     # rate so as to keep the glyph (1,500 steps, about 9 minutes); max_minutes is a safety cap only
     "train": TrainConfig(steps=1500, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=100,
                          ema_decay=0.995, grad_clip=1.0, max_minutes=40.0, seed=0, bf16=False, log_every=25),
+    # what each step of stage 2 practises (recipes.t2v_loss_fn): images, and videos whose first frame is given
+    "video_tasks": {"t2i": 0.5, "i2v": 0.5},
     "n_videos": 20000,
     "data_seed": 10,
     # the caption is replaced by "" (txt and y_vec together) with this probability; Open-Sora instead drops txt and
@@ -369,20 +371,47 @@ def text_table(clip, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return clip.text_encoder(prompts)
 
 
+T2V_TASKS = ("t2i", "i2v", "t2v")
+
+
+def check_tasks(tasks: dict[str, float]) -> dict[str, float]:
+    """{task: probability} over T2V_TASKS, probabilities >= 0 adding up to 1."""
+    if not isinstance(tasks, dict) or not tasks or set(tasks) - set(T2V_TASKS):
+        raise ValueError(f"tasks must map some of {T2V_TASKS} to probabilities, got {tasks!r}")
+    total = sum(check_number(f"tasks[{k!r}]", v, low=0.0) for k, v in tasks.items())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"the task probabilities must add up to 1, got {total:g} ({tasks})")
+    return dict(tasks)
+
+
 def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: int, text_dropout: float,
                 shift: float, joint: bool = True, repa_encoder: torch.nn.Module | None = None,
-                repa_weight: float = 0.0):
+                repa_weight: float = 0.0, tasks: dict[str, float] | None = None):
     """Rectified flow on scaled video latents, conditioned on caption `y` (an index into the text tables):
     the caption is dropped to the empty one ("", index `null_index`) with probability `text_dropout` for guidance
     (txt and y_vec together if `joint`, else each on its own, as Open-Sora does); t is logit-normal, then shifted by
     `shift`; the target is v = noise - x_0. With a `repa_encoder` (a frozen video tower with .features), REPA's
-    alignment term is added with `repa_weight` (minidiff.repa)."""
+    alignment term is added with `repa_weight` (minidiff.repa).
+
+    `tasks` ({task: probability}, default {"t2v": 1}) says what each step practises on its batch of latent videos,
+    one task per step: "t2i" the first latent frame alone (an image: the causal VAE encodes frame 0 by itself),
+    "i2v" the whole video with its first latent frame given (`i2v_condition`, for an MMDiT with cond_embed), "t2v"
+    the whole video with nothing given."""
     from . import repa
+    from .models.mmdit import i2v_condition
+
+    tasks = check_tasks(tasks or {"t2v": 1.0})
+    names, weights = list(tasks), torch.tensor(list(tasks.values()), dtype=torch.float64)
 
     def loss_fn(model, x, y, g):
+        task = names[int(torch.multinomial(weights, 1, generator=g))] if len(names) > 1 else names[0]
         it = drop_labels(y, null_index, text_dropout, g)
         iv = it if joint else drop_labels(y, null_index, text_dropout, g)
         cond = {"txt": txt_table.to(x.device)[it], "y_vec": vec_table.to(x.device)[iv]}
+        if task == "t2i":
+            x = x[:, :, :1]
+        elif task == "i2v":
+            cond["cond"] = i2v_condition(x[:, :, :1], x.shape[2])
         if repa_encoder is None:
             return flow.flow_loss(model, x, cond=cond, generator=g, logit_normal=True, shift=shift)
         p = model.config.patch_size
@@ -420,7 +449,7 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
               image_steps: int | None = None, evaluate: bool = True, device: torch.device | str | None = None,
               preset: str = "default", repa_weight: float | None = None, shift: float | None = None,
               text_features: tuple[torch.Tensor, torch.Tensor] | None = None,
-              callback=None, callback_every: int = 0, **overrides):
+              video_tasks: dict[str, float] | None = None, callback=None, callback_every: int = 0, **overrides):
     """Lesson 08's text-to-video MMDiT on moving digits (train combinations), in two stages: images (each video's
     first latent frame, `image_steps`, default the recipe's), then the whole videos (`steps`). The shipped video VAE
     and text encoder are frozen; their outputs are computed once. `minutes` caps the whole run's wall time (a safety
@@ -457,14 +486,18 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
     encoder = clip.video_encoder.eval().requires_grad_(False) if weight else None
     if encoder is not None:
         encoder.to(distributed.context().device(device) or "cpu")
-    loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"], encoder, weight)
+    video_tasks = check_tasks(video_tasks or r["video_tasks"])
+    if "i2v" in video_tasks and not mcfg.cond_embed:
+        raise ValueError("the task 'i2v' needs an MMDiT with cond_embed=True")
     model = MMDiT(mcfg)
     stages, pace = [], {}
     if image_base is not None:
-        stages.append(("images", image_base, latents[:, :, :1].contiguous()))
-    stages.append(("videos", base, latents))
+        stages.append(("images", image_base, {"t2i": 1.0}))
+    stages.append(("videos", base, video_tasks))
     trained = 0.0  # minutes of training so far (a callback's time is not counted, as in `train`)
-    for name, stage_base, x in stages:
+    for name, stage_base, tasks in stages:
+        loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"], encoder, weight,
+                           tasks)
         left = None if minutes is None else max(minutes - trained, 1e-3)
         ckpt = None if checkpoint_path is None else (checkpoint_path if name == "videos" else
                                                      f"{checkpoint_path}.images")
@@ -472,7 +505,7 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
         if minutes is None:
             cfg.max_minutes = stage_base.max_minutes
         cb = None if callback is None else (lambda step, ema, name=name: callback(name, step, ema))
-        result = train(model, loss, (x, index), cfg, device=device, progress=progress, callback=cb,
+        result = train(model, loss, (latents, index), cfg, device=device, progress=progress, callback=cb,
                        callback_every=callback_every)
         model = result.model
         trained += result.minutes
@@ -483,7 +516,10 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
                 "height": video_shape[2], "width": video_shape[3], "shift": shift, **r["sampling"]}
     recipe = {"objective": "rectified flow on scaled video-vae latent means, v = noise - x0, t = 1 is noise",
               "t": f"logit-normal, then time_shift(gamma={shift:g})",
-              "stages": "images (the first latent frame of each video), then the whole videos; the same model",
+              "stages": {"images": "t2i: the first latent frame of each video alone",
+                         "videos": f"each step one task, with probabilities {video_tasks}: t2i the first latent "
+                                   "frame alone, i2v the whole video with its first frame given, t2v the whole "
+                                   "video with nothing given; the same model"},
               "repa": (f"weight {weight:g}: the video tokens after double-stream block {mcfg.repa_depth}, "
                        "projected, aligned (cosine) to the text encoder's video tower's features of the clean "
                        "latents" if weight else "none"),

@@ -2,7 +2,7 @@ r"""REPA, representation alignment (Yu et al. 2024, "Representation Alignment fo
 Transformers Is Easier Than You Think"): while the denoiser learns its velocity, a small MLP on its hidden video
 tokens after a few blocks is pulled toward a frozen, pretrained encoder's features of the *clean* latents:
 
-    loss = flow_loss  +  repa_weight * (-1/N sum_n cos(h_phi(z_n), y_n))        n over the video tokens
+    loss = flow_loss  +  repa_weight * (1 - 1/N sum_n cos(h_phi(z_n), y_n))        n over the video tokens
 
 where z_n is token n of the denoiser given the noisy x_t, h_phi the projector (`MMDiT.repa_projector`) and y_n the
 encoder's feature at that token's place. To predict the clean video's features from a noisy one, the early blocks
@@ -28,11 +28,13 @@ def token_targets(features: torch.Tensor, height: int, width: int) -> torch.Tens
 
 
 def repa_loss(projected: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-mean_n cos(projected_n, target_n) over every token of every sample: -1 when aligned, 0 when unrelated."""
+    """1 - mean_n cos(projected_n, target_n) over every token of every sample: 0 when aligned, 1 when unrelated.
+    (REPA writes -mean cos; the 1 changes no gradient and keeps the total loss positive, which the training loop's
+    divergence warning needs.)"""
     if projected.shape != targets.shape:
         raise ValueError(f"the projected tokens {tuple(projected.shape)} and the encoder's targets "
                          f"{tuple(targets.shape)} must have the same shape (B, N, D)")
-    return -F.cosine_similarity(projected.float(), targets.float(), dim=-1).mean()
+    return 1 - F.cosine_similarity(projected.float(), targets.float(), dim=-1).mean()
 
 
 def flow_repa_loss(model, x0: torch.Tensor, targets: torch.Tensor, weight: float, *, cond: dict,

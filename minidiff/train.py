@@ -371,7 +371,7 @@ def train(
                 window = sum(losses[-config.log_every:]) / config.log_every
                 if best_window is None or window < best_window:
                     best_window = window
-                elif not warned and window > DIVERGENCE_FACTOR * max(best_window, 1e-12):
+                elif not warned and best_window > 0 and window > DIVERGENCE_FACTOR * best_window:
                     warned = True
                     message = (f"the loss grew from {best_window:.3g} to {window:.3g} (mean of {config.log_every} "
                                f"steps, at step {step}): training is diverging; lower the learning rate (now "

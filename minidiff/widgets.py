@@ -649,10 +649,41 @@ class PlaygroundFrame:
     error: str | None  # a message instead of a video when the prompt cannot be used
     video: torch.Tensor | None  # (1, 3, T, H, W) in [-1, 1]
     judged: dict[str, str] | None  # what the video judge reads off the video: digit, colour, direction
+    asked: dict[str, str] | None = None  # what the prompt asks for, of the same three (the words it names)
+    heldout: bool | None = None  # a held-out combination (never in training)? None unless all three are asked
 
     @property
     def title(self) -> str:
         return f"{self.prompt!r}: {self.steps} Euler steps, guidance {self.cfg_scale:g}, seed {self.seed}"
+
+    @property
+    def verdict(self) -> str:
+        """What the judge read, each attribute the prompt names marked ✓ (as asked) or ✗, and whether the
+        combination was seen in training."""
+        if not self.judged:
+            return ""
+        parts = [f"{k} {v}" + ("" if k not in (self.asked or {}) else " ✓" if v == self.asked[k] else " ✗")
+                 for k, v in self.judged.items()]
+        combo = {None: "", True: " (a combination held out of training)", False: " (a training combination)"}
+        return "judge reads: " + ", ".join(parts) + combo[self.heldout]
+
+
+def asked_attributes(prompt: str) -> tuple[dict[str, str], bool | None]:
+    """The digit, colour and direction a prompt names (those it names) and, if it names all three, whether that
+    combination is held out of training (data.HELDOUT_COMBOS)."""
+    from .data import COLOUR_NAMES, DIRECTION_NAMES, HELDOUT_COMBOS
+
+    words = prompt.split()
+    asked = {}
+    for key, names in (("digit", [str(d) for d in range(10)]), ("colour", COLOUR_NAMES),
+                       ("direction", DIRECTION_NAMES)):
+        hit = [w for w in words if w in names]
+        if len(hit) == 1:
+            asked[key] = hit[0]
+    if len(asked) < 3:
+        return asked, None
+    combo = (int(asked["digit"]), COLOUR_NAMES.index(asked["colour"]), DIRECTION_NAMES.index(asked["direction"]))
+    return asked, combo in HELDOUT_COMBOS
 
 
 def prompt_playground_frame(pipe, prompt: str, steps: int, cfg_scale: float, seed: int = 0,
@@ -673,7 +704,7 @@ def prompt_playground_frame(pipe, prompt: str, steps: int, cfg_scale: float, see
         d, c, m = int(j.digits[0]), int(j.colours[0]), int(j.directions[0])
         judged = {"digit": str(d) if d >= 0 else "none", "colour": COLOUR_NAMES[c] if c >= 0 else "none",
                   "direction": DIRECTION_NAMES[m] if m >= 0 else "none"}
-    return PlaygroundFrame(prompt, steps, cfg_scale, seed, None, video, judged)
+    return PlaygroundFrame(prompt, steps, cfg_scale, seed, None, video, judged, *asked_attributes(prompt))
 
 
 def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
@@ -689,7 +720,7 @@ def draw_playground_frame(frame: PlaygroundFrame, fig: plt.Figure) -> None:
     ax = fig.add_subplot(1, 1, 1)
     title = frame.title
     if frame.judged:
-        title += "\njudge reads: " + ", ".join(f"{k} {v}" for k, v in frame.judged.items())
+        title += "\n" + frame.verdict
     show_video_frames(frame.video, title=title, ax=ax)
 
 

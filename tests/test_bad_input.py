@@ -468,6 +468,21 @@ def test_training_warns_when_the_loss_grows_by_orders_of_magnitude():
         train(unet(), exploding, (X, None), TrainConfig(steps=8, batch_size=2, log_every=2), progress=False)
 
 
+def test_a_loss_that_crosses_zero_is_not_called_diverging():
+    """A loss with a negative part (a cosine term, a log-likelihood) can go from -0.01 to +0.01 without diverging: a
+    ratio to a best value at or below zero says nothing, so there is no warning."""
+    import warnings
+
+    values = iter([-0.01, -0.01, 0.01, 0.01, 0.02, 0.02])
+
+    def crossing(model, x, y, g):
+        return flow.flow_loss(model, x, generator=g) * 0 + next(values)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(unet(), crossing, (X, None), TrainConfig(steps=6, batch_size=2, log_every=2), progress=False)
+
+
 def test_a_nan_loss_stops_training_with_a_clear_message():
     from minidiff.train import NonFiniteLoss
 

@@ -210,12 +210,12 @@ def test_repa_targets_follow_the_token_order_of_pack():
         token_targets(feats[0], 4, 4)
 
 
-def test_repa_loss_is_minus_the_mean_cosine():
+def test_repa_loss_is_one_minus_the_mean_cosine():
     from minidiff.repa import repa_loss
 
     y = torch.randn(2, 6, 4)
-    assert float(repa_loss(3 * y, y)) == pytest.approx(-1.0, abs=1e-6)     # aligned (any scale)
-    assert float(repa_loss(-y, y)) == pytest.approx(1.0, abs=1e-6)
+    assert float(repa_loss(3 * y, y)) == pytest.approx(0.0, abs=1e-6)     # aligned (any scale)
+    assert float(repa_loss(-y, y)) == pytest.approx(2.0, abs=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         repa_loss(y[:, :5], y)
 
@@ -240,3 +240,57 @@ def test_mmdit_repa_projector_reads_the_chosen_block_and_leaves_the_velocity_alo
         MMDiT(SMALL)(x, t, txt, y, return_repa=True)
     with pytest.raises(ValueError, match="repa_depth 3"):
         replace(SMALL, depth=2, repa_dim=5, repa_depth=3)
+
+
+def test_i2v_condition_marks_the_known_frames_and_cond_in_starts_at_zero():
+    """Open-Sora v2's image condition: cat(mask, mask * reference), 1 + C channels, the known frames first."""
+    import dataclasses
+
+    from minidiff.models.mmdit import i2v_condition
+
+    x = torch.randn(2, 4, 3, 8, 8)
+    c = i2v_condition(x[:, :, :1], 3)
+    assert c.shape == (2, 5, 3, 8, 8)
+    assert bool((c[:, 0, 0] == 1).all()) and bool((c[:, 0, 1:] == 0).all())
+    assert torch.equal(c[:, 1:, :1], x[:, :, :1]) and bool((c[:, 1:, 1:] == 0).all())
+    two = i2v_condition(x[:, :, :2], 3)
+    assert bool((two[:, 0, :2] == 1).all()) and torch.equal(two[:, 1:, :2], x[:, :, :2])
+    for bad in (lambda: i2v_condition(x[:, :, :1], 0), lambda: i2v_condition(x[:, :, :1, 0], 3),
+                lambda: i2v_condition(x, 2)):
+        with pytest.raises(ValueError, match="known latent frames"):
+            bad()
+
+    cfg = dataclasses.replace(SMALL, cond_embed=True)
+    fresh = MMDiT(cfg)
+    assert fresh.cond_in.in_features == cfg.in_channels + cfg.patch_size ** 2
+    assert bool((fresh.cond_in.weight == 0).all()) and bool((fresh.cond_in.bias == 0).all())
+    model = _randomise(MMDiT(cfg), 0.05).eval()
+    x, t, txt, y_vec = _inputs()
+    cond = i2v_condition(x[:, :, :1], x.shape[2])
+    with torch.no_grad():
+        base = model(x, t, txt, y_vec)
+        torch.testing.assert_close(model(x, t, txt, y_vec, cond=torch.zeros_like(cond)), base)  # None = nothing given
+        assert not torch.allclose(model(x, t, txt, y_vec, cond=cond), base, atol=1e-4)
+    with pytest.raises(ValueError, match=r"cond must have shape \(2, 5, 3, 8, 8\)"):
+        model(x, t, txt, y_vec, cond=cond[:, 1:])
+    with pytest.raises(ValueError, match="takes no image condition"):
+        MMDiT(SMALL)(x, t, txt, y_vec, cond=cond)
+
+
+def test_guidance_can_keep_a_condition_in_both_passes():
+    """Text guidance for image-to-video: the given first frame goes to the conditional and the unconditional pass."""
+    import dataclasses
+
+    from minidiff.models.mmdit import i2v_condition
+
+    model = _randomise(MMDiT(dataclasses.replace(SMALL, cond_embed=True)), 0.05).eval()
+    x, t, txt, y_vec = _inputs()
+    cond = i2v_condition(x[:, :, :1], x.shape[2])
+    null = {"txt": torch.zeros(5, SMALL.context_in_dim), "y_vec": torch.zeros(SMALL.vec_in_dim)}
+    with torch.no_grad():
+        c = model(x, t, txt, y_vec, cond=cond)
+        u = model(x, t, torch.zeros_like(txt), torch.zeros_like(y_vec), cond=cond)
+        guided = ClassifierFreeGuidance(model, 3.0, null, keep=("cond",))(x, t, txt=txt, y_vec=y_vec, cond=cond)
+    torch.testing.assert_close(guided, u + 3.0 * (c - u), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"no null value for \['cond'\]"):
+        ClassifierFreeGuidance(model, 3.0, null)(x, t, txt=txt, y_vec=y_vec, cond=cond)

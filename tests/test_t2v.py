@@ -109,6 +109,16 @@ def test_prompt_playground_frame_and_widget(pipe):
     f = prompt_playground_frame(pipe, "a green 4 moving down", 3, 4.0, seed=2, judge=judge)
     assert f.error is None and f.video.shape == (1, 3, 9, 32, 32)
     assert set(f.judged) == {"digit", "colour", "direction"}
+    assert f.asked == {"digit": "4", "colour": "green", "direction": "down"} and f.heldout is False
+    marks = {k: ("✓" if f.judged[k] == v else "✗") for k, v in f.asked.items()}
+    assert f.verdict == ("judge reads: " + ", ".join(f"{k} {f.judged[k]} {marks[k]}" for k in f.judged)
+                         + " (a training combination)")
+    from minidiff.widgets import asked_attributes
+
+    assert asked_attributes("a green 1 moving right") == ({"digit": "1", "colour": "green", "direction": "right"},
+                                                          False)
+    assert asked_attributes("a green 0 moving left")[1] is True  # (0, green, left) is held out of training
+    assert asked_attributes("a red 3") == ({"digit": "3", "colour": "red"}, None)
     again = prompt_playground_frame(pipe, "a green 4 moving down", 3, 4.0, seed=2)
     assert torch.equal(again.video, f.video)
     bad = prompt_playground_frame(pipe, "a zebra", 3, 4.0)
@@ -185,21 +195,23 @@ def test_staged_recipe_trains_images_then_videos_and_same_seed_gives_the_same_we
     assert fields["stages"]["images"]["steps"] == 3 and fields["stages"]["videos"]["steps"] == 2 and a.step == 5
     assert abs(a.minutes - fields["stages"]["images"]["minutes"] - fields["stages"]["videos"]["minutes"]) <= 0.011
     assert [s for s, _ in seen].count("images") >= 1 and seen[-1][0] == "videos"
-    assert "first latent frame" in recipe["stages"] and recipe["image_train"]["steps"] == 3
+    assert "first latent frame" in recipe["stages"]["images"] and recipe["image_train"]["steps"] == 3
     assert fields["pipeline"]["shift"] == recipes.T2V_MMDIT["shift"]
 
-    captured = {}
-    real_train = recipes.train
+    from minidiff.models.mmdit import MMDiT
 
-    def spy(model, loss, data, cfg, **k):
-        captured.setdefault("shapes", []).append(tuple(data[0].shape))
-        return real_train(model, loss, data, cfg, **k)
+    seen_inputs = []
+    real_forward = MMDiT.forward
+
+    def spy(self, x, t, txt, y_vec, **k):
+        seen_inputs.append((x.shape[2], k.get("cond") is not None))
+        return real_forward(self, x, t, txt, y_vec, **k)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipes, "train", spy)
+        mp.setattr(MMDiT, "forward", spy)
         recipes.t2v_mmdit(**kw)
-    (img_shape, vid_shape) = captured["shapes"]
-    assert img_shape[2] == 1 and vid_shape[2] == 3 and img_shape[:2] == vid_shape[:2] == (64, 4)
+    assert seen_inputs[:3] == [(1, False)] * 3  # the image stage: first latent frames alone, nothing given
+    assert set(seen_inputs[3:]) <= {(1, False), (3, True)}  # the video stage: images, or videos with frame 0 given
     with pytest.raises(ValueError, match="text_features must hold"):
         recipes.t2v_mmdit(text_features=(torch.zeros(3, 8, 64), torch.zeros(3, 64)), **kw)
 
@@ -229,3 +241,76 @@ def test_image_stage_data_is_the_first_frame_encoded_alone():
     videos = moving_digits(4, seed=3).videos
     torch.testing.assert_close(encode_videos(vae, videos)[:, :, :1], encode_videos(vae, videos[:, :, :1]),
                                atol=1e-5, rtol=1e-5)
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in denoiser that records what each call sees and predicts zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def forward(self, x, t, txt, y_vec, cond=None):
+        self.calls.append((x.clone(), None if cond is None else cond.clone()))
+        return x * self.w
+
+
+def test_t2v_loss_tasks_choose_what_each_step_practises():
+    """t2i: the first latent frame alone; i2v: the whole video with its clean first frame given; t2v: nothing
+    given. One task per step, drawn from the loss's generator (so a seed repeats the sequence)."""
+    from minidiff.models.mmdit import i2v_condition
+    from minidiff.recipes import t2v_loss_fn
+
+    txt, vec = torch.randn(3, 8, 16), torch.randn(3, 16)
+    x, y = torch.randn(4, 4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    for task, frames, given in (("t2i", 1, False), ("i2v", 3, True), ("t2v", 3, False)):
+        model = _Recorder()
+        t2v_loss_fn(txt, vec, 2, 0.0, 1.0, tasks={task: 1.0})(model, x, y, torch.Generator().manual_seed(0))
+        (seen, cond), = model.calls
+        assert seen.shape[2] == frames and (cond is not None) == given, task
+        if given:  # the clean first frame, not the noisy one the model denoises
+            torch.testing.assert_close(cond, i2v_condition(x[:, :, :1], 3))
+    mixed = t2v_loss_fn(txt, vec, 2, 0.0, 1.0, tasks={"t2i": 0.5, "i2v": 0.5})
+
+    def sequence(seed):
+        model, g = _Recorder(), torch.Generator().manual_seed(seed)
+        for _ in range(60):
+            mixed(model, x, y, g)
+        return [c is not None for _, c in model.calls]
+
+    a = sequence(1)
+    assert 15 <= sum(a) <= 45 and a == sequence(1) and a != sequence(2)
+    for bad, match in (({"t2x": 1.0}, "tasks must map"), ({"t2i": 0.5}, "add up to 1"),
+                       ({"t2i": 1.5, "i2v": -0.5}, "tasks")):
+        with pytest.raises(ValueError, match=match):
+            t2v_loss_fn(txt, vec, 2, 0.0, 1.0, tasks=bad)
+
+
+def test_text_to_image_to_video_keeps_the_image_and_a_given_frame_exactly():
+    """Route t2i2v (an MMDiT with cond_embed): the first latent frame is sampled alone, as the frames=1 pipeline
+    with the same seed samples it, then kept exactly while the rest of the video is sampled; a given first frame
+    (image-to-video) is kept the same way."""
+    from minidiff.models.mmdit import MMDiT
+    from minidiff.pipeline import TextToVideo
+    from minidiff.pretrained import load_pretrained
+    from minidiff.recipes import T2V_MMDIT
+
+    torch.manual_seed(0)
+    mmdit = MMDiT(dataclasses.replace(T2V_MMDIT["mmdit"], repa_dim=0)).eval()
+    for p in mmdit.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    vae, _ = load_pretrained("video-vae")
+    clip, _ = load_pretrained("text-encoder")
+    pipe = TextToVideo(mmdit, vae, clip.text_encoder.eval(), steps=2, cfg_scale=3.0, shift=3.0)
+    assert pipe.route == "t2i2v"
+    prompts = ["a red 3 moving left", "a blue 7 moving up"]
+    video = pipe.sample_latents(prompts, seed=5)
+    still = dataclasses.replace(pipe, frames=1).sample_latents(prompts, seed=5)
+    assert video.shape == (2, 4, 3, 16, 16) and still.shape == (2, 4, 1, 16, 16)
+    torch.testing.assert_close(video[:, :, :1], still, atol=0, rtol=0)
+    given = torch.randn(2, 4, 1, 16, 16)
+    out = pipe.sample_latents(prompts, seed=5, first_frame=given)
+    assert torch.equal(out[:, :, :1], given) and not torch.equal(out[:, :, 1:], video[:, :, 1:])
+    with pytest.raises(ValueError, match="first_frame must be one scaled latent frame"):
+        pipe.sample_latents(prompts, first_frame=given[:1])

@@ -14,6 +14,10 @@ and `src/flux/modules/layers.py`: the names and the data flow are theirs.
     single_blocks: x = block(cat(txt, img), vec, pe)         one stream, attention and MLP in parallel
     final_layer(x[:, L:], vec) --unpack--> velocity (B, C, T, H, W)
 
+Image-to-video (Open-Sora v2's `cond_embed`): with MMDiTConfig(cond_embed=True), img_in(img) + cond_in(pack(cond)),
+where cond = cat(mask, mask * known latent) says which latent frames are given (`i2v_condition`); all zeros (or
+cond=None) means nothing is given: plain text-to-image or text-to-video. `cond_in` starts at zero.
+
 Rectified flow as everywhere in minidiff: t in [0, 1], t = 1 is noise, the model predicts v = noise - x_0.
 
 Deviation from upstream (documented, as the real systems are trained from checkpoints and have no init routine):
@@ -55,6 +59,22 @@ def pack(x: torch.Tensor, patch_size: int = 2) -> torch.Tensor:
 def unpack(x: torch.Tensor, frames: int, height: int, width: int, patch_size: int = 2) -> torch.Tensor:
     """The exact inverse of `pack`: tokens -> latents (B, C, T, H, W)."""
     return unpatchify_video(x, frames, height, width, patch_size)
+
+
+def i2v_condition(known: torch.Tensor, frames: int) -> torch.Tensor:
+    """The condition of image-to-video: `known` latent frames (B, C, K, H, W) at the start of a `frames`-long latent
+    video, as Open-Sora v2 packs it for `cond_in`: cat(mask, mask * reference) -> (B, 1 + C, frames, H, W), the mask
+    1 on the K known frames and 0 on the rest (where the reference is 0 too)."""
+    check_float_tensor("known", known)
+    if known.ndim != 5 or not 1 <= known.shape[2] <= frames:
+        raise ValueError(f"known latent frames must have shape (B, C, K, H, W) with 1 <= K <= frames = {frames}, "
+                         f"got {tuple(known.shape)}")
+    b, c, k, h, w = known.shape
+    mask = known.new_zeros(b, 1, frames, h, w)
+    mask[:, :, :k] = 1
+    ref = known.new_zeros(b, c, frames, h, w)
+    ref[:, :, :k] = known
+    return torch.cat([mask, ref], dim=1)
 
 
 def prepare_img_ids(batch: int, frames: int, height: int, width: int, patch_size: int = 2,
@@ -193,6 +213,8 @@ class MMDiTConfig(Config):
     # `repa_depth` double-stream blocks (0: no projector); used only by the training loss, never for sampling
     repa_dim: int = 0
     repa_depth: int = 1
+    # image-to-video (Open-Sora v2): cond_in reads which latent frames are given, and their values (`i2v_condition`)
+    cond_embed: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -213,11 +235,12 @@ class MMDiTConfig(Config):
 
 
 class MMDiT(nn.Module):
-    """model(x, t, txt, y_vec, txt_mask=None) -> predicted velocity, the shape of x.
+    """model(x, t, txt, y_vec, txt_mask=None, cond=None) -> predicted velocity, the shape of x.
 
     x: (B, C, T, H, W) noisy scaled VAE latents, C = in_channels / patch_size^2; t: (B,) in [0, 1] (1 = noise);
     txt: (B, L, context_in_dim) text tokens; y_vec: (B, vec_in_dim) pooled text; txt_mask: optional (B, L) bool,
-    False for padding tokens (Open-Sora uses none).
+    False for padding tokens (Open-Sora uses none); cond (with config.cond_embed): (B, 1 + C, T, H, W) from
+    `i2v_condition`, the latent frames that are given; None = none given.
     """
 
     def __init__(self, config: MMDiTConfig):
@@ -230,6 +253,8 @@ class MMDiT(nn.Module):
         self.time_in = MLPEmbedder(256, cfg.hidden_size)
         self.vector_in = MLPEmbedder(cfg.vec_in_dim, cfg.hidden_size) if cfg.use_y_vec else None
         self.txt_in = nn.Linear(cfg.context_in_dim, cfg.hidden_size)
+        self.cond_in = (nn.Linear(cfg.in_channels + cfg.patch_size ** 2, cfg.hidden_size) if cfg.cond_embed
+                        else None)
         self.double_blocks = nn.ModuleList(
             DoubleStreamBlock(cfg.hidden_size, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias) for _ in range(cfg.depth))
         self.single_blocks = nn.ModuleList(
@@ -256,11 +281,13 @@ class MMDiT(nn.Module):
             if isinstance(m, Modulation):
                 nn.init.zeros_(m.lin.weight)
                 nn.init.zeros_(m.lin.bias)
-        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear, self.cond_in):
+            if layer is not None:  # cond_in at zero (as Open-Sora): a new condition changes nothing at first
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
-    def _check(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor,
+               cond: torch.Tensor | None = None) -> None:
         cfg = self.config
         c, p = cfg.latent_channels, cfg.patch_size
         check_float_tensor("x", x)
@@ -277,12 +304,26 @@ class MMDiT(nn.Module):
             raise ValueError(f"txt must have shape ({b}, L, {cfg.context_in_dim}), got {tuple(txt.shape)}")
         if y_vec.ndim != 2 or y_vec.shape != (b, cfg.vec_in_dim):
             raise ValueError(f"y_vec must have shape ({b}, {cfg.vec_in_dim}), got {tuple(y_vec.shape)}")
+        if cond is not None:
+            if not cfg.cond_embed:
+                raise ValueError("this MMDiT takes no image condition (cond): build it with "
+                                 "MMDiTConfig(cond_embed=True) to train image-to-video")
+            check_float_tensor("cond", cond)
+            want = (b, 1 + c, *x.shape[2:])
+            if tuple(cond.shape) != want:
+                raise ValueError(f"cond must have shape {want} (mask and known latent frames, see i2v_condition), "
+                                 f"got {tuple(cond.shape)}")
 
     def prepare_block_inputs(self, img: torch.Tensor, img_ids: torch.Tensor, txt: torch.Tensor,
-                             txt_ids: torch.Tensor, timesteps: torch.Tensor, y_vec: torch.Tensor
+                             txt_ids: torch.Tensor, timesteps: torch.Tensor, y_vec: torch.Tensor,
+                             cond: torch.Tensor | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project every input to the model width: (img, txt, vec, pe), as Open-Sora's method of the same name."""
+        """Project every input to the model width: (img, txt, vec, pe), as Open-Sora's method of the same name
+        (`cond`: the packed image condition, or None)."""
         img = self.img_in(img)
+        if self.cond_in is not None:  # nothing given = an all-zero condition (Open-Sora's text-to-video)
+            img = img + self.cond_in(cond if cond is not None else img.new_zeros(*img.shape[:2],
+                                                                                  self.cond_in.in_features))
         vec = self.time_in(timestep_embedding(timesteps, 256, time_factor=self.config.time_factor))
         if self.vector_in is not None:
             vec = vec + self.vector_in(y_vec)
@@ -291,11 +332,11 @@ class MMDiT(nn.Module):
         return img, txt, vec, pe
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor,
-                txt_mask: torch.Tensor | None = None, return_repa: bool = False
+                txt_mask: torch.Tensor | None = None, cond: torch.Tensor | None = None, return_repa: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The velocity (B, C, T, H, W); with `return_repa`, also the projected video tokens (B, N, repa_dim) after
         `repa_depth` double-stream blocks, for REPA's alignment loss (`minidiff.repa`)."""
-        self._check(x, t, txt, y_vec)
+        self._check(x, t, txt, y_vec, cond)
         if return_repa and self.repa_projector is None:
             raise ValueError("this MMDiT has no REPA projector: build it with MMDiTConfig(repa_dim=...)")
         b, _, frames, height, width = x.shape
@@ -308,7 +349,8 @@ class MMDiT(nn.Module):
         if txt_mask is not None:  # image tokens are never masked
             mask = torch.cat([txt_mask.bool(), torch.ones(b, img.shape[1], dtype=torch.bool, device=x.device)], 1)
 
-        img, txt, vec, pe = self.prepare_block_inputs(img, img_ids, txt, txt_ids, t, y_vec)
+        img, txt, vec, pe = self.prepare_block_inputs(img, img_ids, txt, txt_ids, t, y_vec,
+                                                      None if cond is None else pack(cond, p))
         aligned = None
         for i, block in enumerate(self.double_blocks):
             img, txt = block(img, txt, vec, pe, mask)
