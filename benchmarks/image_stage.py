@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "repa-clip-text": ("as repa, but txt and y_vec from the text encoder retrained with CLIP's loss alone (no word "
                        "loss; the REPA targets stay the shipped encoder's)", {"shift": 3.0, "repa": 0.5,
                                                                             "text": "clip-only"}),
+    "repa-theta-100": ("as repa, with RoPE base 100 instead of 10,000", {"shift": 3.0, "repa": 0.5, "theta": 100}),
     "token-labels": ("shift 3 + a per-token head on the glyph's digit (10 + background) after double block 2, "
                      "weight 0.5", {"shift": 3.0, "labels": 0.5}),
 }
@@ -245,7 +246,7 @@ def run_variant(name: str, steps: int, evals: list[int], threads: int, n_images:
     else:
         loss_fn, data = base_loss, (x, index)
     records = []
-    base = T2V_MMDIT["image_train"]
+    base = T2V_MMDIT["train"]  # batch 16, lr 3e-3, cosine, 100 warm-up steps, EMA 0.995 (the steps are --steps)
 
     def evaluate(step: int, ema: nn.Module) -> None:
         text = OracleText(clip.text_encoder) if v["oracle"] else text_clip.text_encoder.eval()

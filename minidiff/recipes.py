@@ -277,17 +277,15 @@ T2V_MMDIT = {
     "mmdit": MMDiTConfig(in_channels=16, patch_size=2, vec_in_dim=64, context_in_dim=64, hidden_size=128,
                          mlp_ratio=4.0, num_heads=4, depth=2, depth_single_blocks=2, axes_dim=(8, 12, 12),
                          repa_dim=64, repa_depth=2, cond_embed=True),
-    # stage 1, images: the first latent frame of each video alone (the causal VAE encodes frame 0 by itself), a
-    # third of the tokens, so about 3x the steps per minute; the glyph is learnt here
-    # (7,000 steps, about 17 minutes on 2 threads)
-    "image_train": TrainConfig(steps=7000, batch_size=16, lr=3e-3, lr_schedule="cosine", warmup_steps=100,
-                               ema_decay=0.995, grad_clip=1.0, max_minutes=40.0, seed=0, bf16=False, log_every=25),
-    # stage 2, videos: the same model goes on with the whole latent videos (motion), at a third of stage 1's learning
-    # rate so as to keep the glyph (1,500 steps, about 9 minutes); max_minutes is a safety cap only
-    "train": TrainConfig(steps=1500, batch_size=16, lr=1e-3, lr_schedule="cosine", warmup_steps=100,
-                         ema_decay=0.995, grad_clip=1.0, max_minutes=40.0, seed=0, bf16=False, log_every=25),
-    # what each step of stage 2 practises (recipes.t2v_loss_fn): images, and videos whose first frame is given
-    "video_tasks": {"t2i": 0.5, "i2v": 0.5},
+    # one stage of 10,000 steps; max_minutes is a safety cap only (the recipe is its steps, the same on every machine)
+    "train": TrainConfig(steps=10_000, batch_size=16, lr=3e-3, lr_schedule="cosine", warmup_steps=100,
+                         ema_decay=0.995, grad_clip=1.0, max_minutes=90.0, seed=0, bf16=False, log_every=25),
+    # what each step practises (t2v_loss_fn): a still (t2i: the first latent frame alone, a third of the tokens, where
+    # the glyph is learnt) or image-to-video (i2v: the whole video with its first latent frame given, where the motion
+    # is learnt). Sampling then goes text -> image -> video, as Open-Sora v2's t2i2v.
+    "tasks": {"t2i": 0.75, "i2v": 0.25},
+    # an optional first stage of stills alone (t2v_mmdit(image_steps=...)); the recipe before this one had 7,000
+    "image_train": None,
     "n_videos": 20000,
     "data_seed": 10,
     # the caption is replaced by "" (txt and y_vec together) with this probability; Open-Sora instead drops txt and
@@ -310,10 +308,8 @@ T2V_MMDIT_GPU = {
     **T2V_MMDIT,  # what differs from the default recipe:
     "mmdit": replace(T2V_MMDIT["mmdit"], hidden_size=384, num_heads=6, depth=4, depth_single_blocks=8,
                      axes_dim=(16, 24, 24)),
-    "train": replace(T2V_MMDIT["train"], steps=30_000, batch_size=128, lr=1e-3, warmup_steps=500, ema_decay=0.999,
-                     max_minutes=120.0, bf16=None, log_every=50),
-    "image_train": replace(T2V_MMDIT["image_train"], steps=30_000, batch_size=128, lr=1e-3, warmup_steps=500,
-                           ema_decay=0.999, max_minutes=60.0, bf16=None, log_every=50),
+    "train": replace(T2V_MMDIT["train"], steps=60_000, batch_size=128, lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                     max_minutes=180.0, bf16=None, log_every=50),
     "n_videos": 40_000,
 }
 
@@ -445,20 +441,23 @@ def oracle_text_table(prompts: list[str], width: int = 64, length: int = 8) -> t
 
 def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: bool = True,
               checkpoint_path: str | None = None, n_videos: int | None = None, config: MMDiTConfig | None = None,
-              train_config: TrainConfig | None = None, image_train_config: TrainConfig | None = None,
-              image_steps: int | None = None, evaluate: bool = True, device: torch.device | str | None = None,
-              preset: str = "default", repa_weight: float | None = None, shift: float | None = None,
+              train_config: TrainConfig | None = None, tasks: dict[str, float] | None = None,
+              image_steps: int | None = None, image_train_config: TrainConfig | None = None,
+              evaluate: bool = True, device: torch.device | str | None = None, preset: str = "default",
+              repa_weight: float | None = None, shift: float | None = None,
               text_features: tuple[torch.Tensor, torch.Tensor] | None = None,
-              video_tasks: dict[str, float] | None = None, callback=None, callback_every: int = 0, **overrides):
-    """Lesson 08's text-to-video MMDiT on moving digits (train combinations), in two stages: images (each video's
-    first latent frame, `image_steps`, default the recipe's), then the whole videos (`steps`). The shipped video VAE
-    and text encoder are frozen; their outputs are computed once. `minutes` caps the whole run's wall time (a safety
-    cap: the recipe is defined by its steps). `config` / `train_config` / `image_train_config` / `repa_weight` /
-    `shift` let the lesson and the benchmarks train variants; `text_features` = (txt, y_vec) tables of the 240
-    captions and "" replace the text encoder's (e.g. `oracle_text_table`). `callback(stage, step, ema)` runs every
-    `callback_every` steps of each stage. `preset` "gpu" is T2V_MMDIT_GPU. Under torchrun only rank 0 evaluates.
-    Returns (TrainResult of the video stage, recipe dict, card fields: the pipeline settings, the steps per second
-    of each stage and, if `evaluate`, prompt adherence)."""
+              callback=None, callback_every: int = 0, **overrides):
+    """Lesson 08's text-to-video MMDiT on moving digits (train combinations). The shipped video VAE and text encoder
+    are frozen; their outputs are computed once. One stage ("main", `steps`, default the recipe's) in which each step
+    practises one of `tasks` (default the recipe's: stills and image-to-video, see t2v_loss_fn), optionally after a
+    stage of stills alone ("stills": `image_steps` steps, or `image_train_config`, as the recipe before this one).
+
+    `minutes` caps the whole run's wall time (a safety cap: the recipe is defined by its steps). `config` /
+    `train_config` / `repa_weight` / `shift` let the lesson and the benchmarks train variants; `text_features` =
+    (txt, y_vec) tables of the 240 captions and "" replace the text encoder's (e.g. `oracle_text_table`).
+    `callback(stage, step, ema)` runs every `callback_every` steps of each stage. `preset` "gpu" is T2V_MMDIT_GPU.
+    Under torchrun only rank 0 evaluates. Returns (TrainResult of the last stage, recipe dict, card fields: the
+    pipeline settings, the steps per second of each stage and, if `evaluate`, prompt adherence)."""
     from .models.mmdit import MMDiT
     from .pretrained import load_pretrained
 
@@ -466,7 +465,8 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
     base = train_config or r["train"]
     image_base = image_train_config or r["image_train"]
     if image_steps is not None:
-        image_base = replace(image_base, steps=image_steps) if image_steps > 0 else None
+        image_base = replace(image_base or base, steps=image_steps) if image_steps > 0 else None
+    tasks = check_tasks(tasks or r["tasks"])
     seed_everything(base.seed)
     vae, _ = load_pretrained("video-vae")
     clip, _ = load_pretrained("text-encoder")
@@ -479,6 +479,8 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
                          f"{tuple(txt.shape)} and {tuple(vec.shape)}")
     mcfg = MMDiTConfig.from_dict((config or r["mmdit"]).to_dict())
     mcfg.context_in_dim, mcfg.vec_in_dim = txt.shape[-1], vec.shape[-1]
+    if "i2v" in tasks and not mcfg.cond_embed:
+        raise ValueError("the task 'i2v' needs an MMDiT with cond_embed=True (an image-conditioning input)")
     weight = r["repa_weight"] if repa_weight is None else repa_weight
     if not weight:
         mcfg.repa_dim = 0  # no projector to train (DDP would find it unused)
@@ -486,22 +488,17 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
     encoder = clip.video_encoder.eval().requires_grad_(False) if weight else None
     if encoder is not None:
         encoder.to(distributed.context().device(device) or "cpu")
-    video_tasks = check_tasks(video_tasks or r["video_tasks"])
-    if "i2v" in video_tasks and not mcfg.cond_embed:
-        raise ValueError("the task 'i2v' needs an MMDiT with cond_embed=True")
     model = MMDiT(mcfg)
-    stages, pace = [], {}
-    if image_base is not None:
-        stages.append(("images", image_base, {"t2i": 1.0}))
-    stages.append(("videos", base, video_tasks))
+    stages = ([("stills", image_base, {"t2i": 1.0})] if image_base is not None else []) + [("main", base, tasks)]
+    pace = {}
     trained = 0.0  # minutes of training so far (a callback's time is not counted, as in `train`)
-    for name, stage_base, tasks in stages:
+    for name, stage_base, stage_tasks in stages:
         loss = t2v_loss_fn(txt, vec, len(txt) - 1, r["text_dropout"], shift, r["text_dropout_joint"], encoder, weight,
-                           tasks)
+                           stage_tasks)
         left = None if minutes is None else max(minutes - trained, 1e-3)
-        ckpt = None if checkpoint_path is None else (checkpoint_path if name == "videos" else
-                                                     f"{checkpoint_path}.images")
-        cfg = _train_config(stage_base, left, steps if name == "videos" else None, ckpt, device, **overrides)
+        ckpt = None if checkpoint_path is None else (checkpoint_path if name == "main" else
+                                                     f"{checkpoint_path}.{name}")
+        cfg = _train_config(stage_base, left, steps if name == "main" else None, ckpt, device, **overrides)
         if minutes is None:
             cfg.max_minutes = stage_base.max_minutes
         cb = None if callback is None else (lambda step, ema, name=name: callback(name, step, ema))
@@ -511,25 +508,26 @@ def t2v_mmdit(minutes: float | None = None, steps: int | None = None, progress: 
         trained += result.minutes
         pace[name] = {"steps": result.step, "minutes": round(result.minutes, 2),
                       "steps_per_second": round(result.step / max(result.minutes * 60, 1e-9), 3),
-                      "stopped_by": result.stopped_by, "train": _public(cfg)}
+                      "stopped_by": result.stopped_by, "tasks": stage_tasks, "train": _public(cfg)}
     pipeline = {"vae": "video-vae", "text_encoder": "text-encoder", "frames": video_shape[1],
                 "height": video_shape[2], "width": video_shape[3], "shift": shift, **r["sampling"]}
     recipe = {"objective": "rectified flow on scaled video-vae latent means, v = noise - x0, t = 1 is noise",
               "t": f"logit-normal, then time_shift(gamma={shift:g})",
-              "stages": {"images": "t2i: the first latent frame of each video alone",
-                         "videos": f"each step one task, with probabilities {video_tasks}: t2i the first latent "
-                                   "frame alone, i2v the whole video with its first frame given, t2v the whole "
-                                   "video with nothing given; the same model"},
+              "tasks": {name: v["tasks"] for name, v in pace.items()},
+              "task_meaning": "each step one task: t2i the first latent frame alone (a still), i2v the whole video "
+                              "with its first latent frame given (cond_in), t2v the whole video with nothing given",
+              "sampling": "text -> image -> video (the first latent frame, then the video with it given)"
+                          if mcfg.cond_embed else "text -> video in one pass",
               "repa": (f"weight {weight:g}: the video tokens after double-stream block {mcfg.repa_depth}, "
-                       "projected, aligned (cosine) to the text encoder's video tower's features of the clean "
+                       "projected, aligned (1 - cosine) to the text encoder's video tower's features of the clean "
                        "latents" if weight else "none"),
               "text_dropout": r["text_dropout"], "text_dropout_joint": r["text_dropout_joint"],
               "text": "the shipped text-encoder" if text_features is None else "given text_features",
               "data": f"{n_videos} moving-digit videos (train split, seed {r['data_seed']}) encoded once; text "
                       "embeddings of the 240 captions and \"\" cached",
-              "train": pace["videos"]["train"], **({"image_train": pace["images"]["train"]} if "images" in pace
-                                                   else {})}
-    fields = {"pipeline": pipeline, "stages": {k: {kk: vv for kk, vv in v.items() if kk != "train"}
+              "train": pace["main"]["train"], **({"image_train": pace["stills"]["train"]} if "stills" in pace
+                                                 else {})}
+    fields = {"pipeline": pipeline, "stages": {k: {kk: vv for kk, vv in v.items() if kk not in ("train", "tasks")}
                                                for k, v in pace.items()}}
     result.minutes = trained
     result.step = sum(v["steps"] for v in pace.values())

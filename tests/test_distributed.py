@@ -219,7 +219,7 @@ def test_gpu_presets_train_on_the_cpu_when_shrunk():
                                                n_videos=16, evaluate=False, device="cpu")
     assert result.model.config.depth_single_blocks == recipes.T2V_MMDIT_GPU["mmdit"].depth_single_blocks == 8
     assert recipe["train"]["batch_size"] == recipe["image_train"]["batch_size"] == 4
-    assert fields["stages"]["images"]["steps"] == fields["stages"]["videos"]["steps"] == 1 and result.step == 2
+    assert fields["stages"]["stills"]["steps"] == fields["stages"]["main"]["steps"] == 1 and result.step == 2
 
 
 def test_bf16_precision_trains_on_the_cpu():
@@ -249,6 +249,8 @@ def test_readme_preset_table_is_the_recipes():
         assert cells[4].strip() == f"{millions:.1f} M", key
         assert cells[5].strip() == f"{r['train'].batch_size:,}", key
         assert f"width {model.config.hidden_size}," in cells[3], key
+        if key[0] == "t2v-mmdit":  # a recipe defined by its steps (the minutes only a safety cap)
+            assert cells[6].strip().startswith(f"{r['train'].steps:,} steps"), key
         assert ("bf16" in cells[7]) == (r["train"].bf16 is None), key
 
 

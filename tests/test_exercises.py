@@ -557,6 +557,19 @@ CASES.update({
                                     m(x, torch.full((x.shape[0],), tn), **n), s), "evaluate the model at t_cur"),
         ],
     ),
+    "i2v_condition": (
+        ex.check_i2v_condition,
+        _mmdit.i2v_condition,
+        [
+            (lambda k, f: _mmdit.i2v_condition(k, f)[:, list(range(1, k.shape[1] + 1)) + [0]], "mask first"),
+            (lambda k, f: torch.cat([_mmdit.i2v_condition(k, f)[:, :1], k[:, :, :1].expand(-1, -1, f, -1, -1)], 1)
+             if k.shape[2] == 1 else _mmdit.i2v_condition(k, f) * 2, "hold zeros"),
+            (lambda k, f: torch.cat([torch.ones_like(_mmdit.i2v_condition(k, f)[:, :1]),
+                                     _mmdit.i2v_condition(k, f)[:, 1:]], 1), "mask must say which frames"),
+            (lambda k, f: torch.cat([_mmdit.i2v_condition(k, f)[:, :1], _mmdit.i2v_condition(k.flip(2), f)[:, 1:]], 1)
+             if k.shape[2] > 1 else _mmdit.i2v_condition(k, f) - 1, "reference channels hold the known frames"),
+        ],
+    ),
     "double_stream_block": (
         ex.check_double_stream_block,
         _ref_double_block,

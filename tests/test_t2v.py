@@ -176,10 +176,12 @@ def test_prompt_playground_shows_a_labelled_preview_first_and_remembers_what_it_
     plt.close("all")
 
 
-def test_staged_recipe_trains_images_then_videos_and_same_seed_gives_the_same_weights():
-    """The image stage sees each video's first latent frame only; the same seed gives the same model, bit for bit;
-    the card records both stages; the callback is told which stage it is in."""
+def test_recipe_stages_tasks_and_same_seed_gives_the_same_weights():
+    """The recipe's one stage mixes stills (the first latent frame alone, nothing given) and image-to-video (the
+    whole video, its first frame given); an optional stage of stills alone comes first; the same seed gives the same
+    model, bit for bit; the card records each stage; the callback is told which stage it is in."""
     from minidiff import recipes
+    from minidiff.models.mmdit import MMDiT
 
     seen = []
 
@@ -187,33 +189,34 @@ def test_staged_recipe_trains_images_then_videos_and_same_seed_gives_the_same_we
         seen.append((stage, step))
         time.sleep(0.5)  # a callback's time (e.g. a curve's evaluations) is not training time
 
-    kw = dict(steps=2, image_steps=3, n_videos=64, evaluate=False, progress=False, batch_size=4)
-    a, recipe, fields = recipes.t2v_mmdit(callback=callback, callback_every=1, **kw)
-    b, _, _ = recipes.t2v_mmdit(**kw)
-    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
-        assert torch.equal(va, vb), k
-    assert fields["stages"]["images"]["steps"] == 3 and fields["stages"]["videos"]["steps"] == 2 and a.step == 5
-    assert abs(a.minutes - fields["stages"]["images"]["minutes"] - fields["stages"]["videos"]["minutes"]) <= 0.011
-    assert [s for s, _ in seen].count("images") >= 1 and seen[-1][0] == "videos"
-    assert "first latent frame" in recipe["stages"]["images"] and recipe["image_train"]["steps"] == 3
-    assert fields["pipeline"]["shift"] == recipes.T2V_MMDIT["shift"]
-
-    from minidiff.models.mmdit import MMDiT
-
-    seen_inputs = []
+    kw = dict(steps=6, image_steps=3, n_videos=64, evaluate=False, progress=False, batch_size=4)
+    inputs = []
     real_forward = MMDiT.forward
 
     def spy(self, x, t, txt, y_vec, **k):
-        seen_inputs.append((x.shape[2], k.get("cond") is not None))
+        inputs.append((x.shape[2], k.get("cond") is not None))
         return real_forward(self, x, t, txt, y_vec, **k)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(MMDiT, "forward", spy)
-        recipes.t2v_mmdit(**kw)
-    assert seen_inputs[:3] == [(1, False)] * 3  # the image stage: first latent frames alone, nothing given
-    assert set(seen_inputs[3:]) <= {(1, False), (3, True)}  # the video stage: images, or videos with frame 0 given
+        a, recipe, fields = recipes.t2v_mmdit(callback=callback, callback_every=1, **kw)
+    b, _, _ = recipes.t2v_mmdit(**kw)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert inputs[:3] == [(1, False)] * 3  # stills alone: the first latent frame, nothing given
+    assert set(inputs[3:]) <= {(1, False), (3, True)}  # then stills or image-to-video, one task per step
+    assert fields["stages"]["stills"]["steps"] == 3 and fields["stages"]["main"]["steps"] == 6 and a.step == 9
+    assert abs(a.minutes - fields["stages"]["stills"]["minutes"] - fields["stages"]["main"]["minutes"]) <= 0.011
+    assert [s for s, _ in seen].count("stills") >= 1 and seen[-1][0] == "main"
+    assert recipe["tasks"] == {"stills": {"t2i": 1.0}, "main": recipes.T2V_MMDIT["tasks"]}
+    assert recipe["image_train"]["steps"] == 3 and "text -> image -> video" in recipe["sampling"]
+    assert fields["pipeline"]["shift"] == recipes.T2V_MMDIT["shift"]
+    one, _, one_fields = recipes.t2v_mmdit(steps=2, n_videos=64, evaluate=False, progress=False, batch_size=4)
+    assert list(one_fields["stages"]) == ["main"] and one.step == 2  # the shipped recipe: one stage
     with pytest.raises(ValueError, match="text_features must hold"):
         recipes.t2v_mmdit(text_features=(torch.zeros(3, 8, 64), torch.zeros(3, 64)), **kw)
+    with pytest.raises(ValueError, match="'i2v' needs an MMDiT with cond_embed"):
+        recipes.t2v_mmdit(config=dataclasses.replace(recipes.T2V_MMDIT["mmdit"], cond_embed=False), **kw)
 
 
 def test_swapped_captions_the_shipped_model_reads_the_digit_word(pipe):

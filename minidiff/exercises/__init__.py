@@ -47,6 +47,7 @@ from .lesson08 import (
     check_apply_rope,
     check_double_stream_block,
     check_guided_euler_step,
+    check_i2v_condition,
     check_joint_attention,
     check_modulated_residual,
     check_pack,
@@ -101,5 +102,6 @@ __all__ = [
     "check_modulated_residual",
     "check_joint_attention",
     "check_guided_euler_step",
+    "check_i2v_condition",
     "check_double_stream_block",
 ]

@@ -208,3 +208,34 @@ def check_double_stream_block(fn: Callable) -> None:
                 "mod1.scale)); one attention over cat(txt, img) with pe; split; x = x + mod1.gate * X_attn.proj(...); "
                 "x = x + mod2.gate * X_mlp(modulate(X_norm2(x), mod2.shift, mod2.scale))")
     raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
+
+
+def check_i2v_condition(fn: Callable) -> None:
+    """fn(known, frames): the K known latent frames (B, C, K, H, W) at the start of a `frames`-long latent video ->
+    the image-to-video condition (B, 1 + C, frames, H, W), Open-Sora v2's cat(mask, mask * reference):
+    `models.mmdit.i2v_condition`."""
+    name = "i2v_condition"
+    g = torch.Generator().manual_seed(88)
+    for shape, frames in [((2, 4, 1, 8, 8), 3), ((1, 3, 2, 4, 6), 5), ((1, 4, 1, 4, 4), 1)]:
+        known = torch.randn(shape, generator=g)
+        want = mmdit.i2v_condition(known, frames).double()
+        out = as_tensor(call(fn, name, known.clone(), frames), f"{name}(known of shape {shape}, frames={frames})",
+                        tuple(want.shape))
+        if close(out, want, atol=0, rtol=0):
+            continue
+        c, k = shape[1], shape[2]
+        mask, ref = out[:, :1], out[:, 1:]
+        if close(torch.cat([out[:, c:], out[:, :c]], 1), want, atol=0, rtol=0):
+            hint = "the channels are in the other order: the real systems put the mask first"
+        elif close(ref[:, :, :k], want[:, 1:, :k], atol=0, rtol=0) and not close(ref[:, :, k:], want[:, 1:, k:]):
+            hint = ("the frames that are not given must hold zeros in the reference channels: the model is to see "
+                    "nothing there (the mask says so), not a copy of what is known")
+        elif close(ref, want[:, 1:], atol=0, rtol=0):
+            hint = ("the mask must say which frames are given: 1 on each of the K known frames, 0 on every later "
+                    "frame, the same at every place in a frame")
+        else:
+            hint = ("the reference channels hold the known frames where they are, at the start of the video, and "
+                    "zeros on the rest; one more channel in front holds the mask")
+        raise CheckFailed(f"{name}: wrong condition for known frames of shape {shape} and frames={frames}. "
+                          f"Hint: {hint}.")
+    ok(name, "matches the package's i2v_condition for 3 shapes (1 or 2 known frames, 1 to 5 latent frames)")
