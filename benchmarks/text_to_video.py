@@ -8,13 +8,15 @@ Appends to benchmarks/results/text_to_video.json, one record per measurement, ea
   adherence: per split ("train": the 230 training combinations, "heldout": the 10 held-out ones), every caption
     `--samples` times (seeds 0, 1, ...), 20 Euler steps and the card's guidance: {"split", "digit", "colour",
     "direction", "all_three", "n_videos", "std_error" (binomial, of all_three), "seconds_per_video",
-    "train_minutes", "train_steps", "train_threads"}; per-digit accuracy in "digit_by_class"
+    "train_minutes", "train_steps", "train_threads"}; per-digit accuracy in "digit_by_class", the 10 x 10 digit
+    confusion (rows: asked for, columns: read) in "confusion", the share read with confidence >= 0.9 in "confident"
   steps: the same on the training split for 5, 10, 20, 50 steps (one sample per caption)
   cfg: the same for guidance scales 1, 2, 4, 7
   digit-loss: where digit identity is lost, on 230 training-split videos: the judge on the real videos, on their VAE
     reconstructions, and on videos regenerated from the real latent noised to t (0.2 .. 1.0; t = 1 is pure noise,
-    i.e. generation from scratch), with the true caption; also the digit accuracy of each frame judged alone
-    ("digit_by_frame")
+    i.e. generation from scratch), with the true caption (for a text -> image -> video model: the first latent frame
+    regenerated from its noised self, then the video sampled from it); also the digit accuracy of each frame judged
+    alone ("digit_by_frame")
   throughput: model FLOPs per training step (torch's FlopCounterMode), seconds per step, the achieved GFLOP/s next to
     the machine's dense 2048x2048 matmul in fp32 and bf16 measured in the same run, the time of one step by kind of
     operation (matmul, attention, elementwise), and one step with bf16 autocast
@@ -71,9 +73,11 @@ def _adherence(pipe, judge, split: str, samples: int, steps: int | None = None, 
     pooled = {k: round(sum(r[k] for r in runs) / samples, 4) for k in ("digit", "colour", "direction", "all_three")}
     p = pooled["all_three"]
     by_class = {k: round(sum(r["digit_by_class"][k] for r in runs) / samples, 3) for k in runs[0]["digit_by_class"]}
+    confusion = [[sum(r["confusion"][i][j] for r in runs) for j in range(10)] for i in range(10)]
     return {**pooled, "n_videos": n, "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / n), 4),
             "seconds_per_video": round(sum(r["seconds_per_video"] for r in runs) / samples, 4),
-            "digit_by_class": by_class}
+            "confident": round(sum(r["confident"] for r in runs) / samples, 4),
+            "digit_by_class": by_class, "confusion": confusion}
 
 
 def measure_adherence(judge, samples: int, threads: int, record_in_card: bool) -> None:
@@ -130,8 +134,14 @@ def measure_digit_loss(judge, threads: int) -> None:
     for t_start in NOISE_LEVELS:  # start the same sampler at the grid point nearest t_start, from the real latent
         i0 = int((grid - t_start).abs().argmin())
         t0 = float(grid[i0])
-        x = euler_sample(model, latents.shape, cond={"txt": txt, "y_vec": y_vec},
-                         noise=(1 - t0) * latents + t0 * noise, timesteps=grid[i0:], progress=False)
+        if pipe.route == "t2v":
+            x = euler_sample(model, latents.shape, cond={"txt": txt, "y_vec": y_vec},
+                             noise=(1 - t0) * latents + t0 * noise, timesteps=grid[i0:], progress=False)
+        else:  # text -> image -> video: regenerate the first frame from the noised real one, then the video from it
+            first = euler_sample(model, latents[:, :, :1].shape, cond={"txt": txt, "y_vec": y_vec},
+                                 noise=(1 - t0) * latents[:, :, :1] + t0 * noise[:, :, :1], timesteps=grid[i0:],
+                                 progress=False)
+            x = pipe.sample_latents(prompts, seed=5, first_frame=first)
         rows[f"regenerated from t={t0:.2f}"] = pipe.decode(x)
     for name, videos in rows.items():
         acc = judge_videos(videos, judge, *target).accuracy
@@ -342,10 +352,11 @@ def recipe_overrides(recipe: str) -> dict:
     return {}
 
 
-def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | None, heldout_samples: int) -> None:
-    """Train one of RECIPES from scratch and measure adherence `points` times in each stage. With `out_dir`, the
-    trained model and its card are written there as the CLI does (then `python -m minidiff.recipes`' install can
-    ship them)."""
+def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | None, heldout_samples: int,
+                  seed: int | None = None) -> None:
+    """Train one of RECIPES from scratch and measure adherence `points` times in each stage; `seed` (default the
+    recipe's) trains it again from another seed, for the run-to-run spread. With `out_dir`, the trained model and its
+    card are written there as the CLI does (then `python -m minidiff.recipes`' install can ship them)."""
     from minidiff import recipes
     from minidiff.pretrained import load_pretrained, save_pretrained
 
@@ -353,6 +364,11 @@ def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | 
     clip, _ = load_pretrained("text-encoder")
     r = recipes.T2V_MMDIT
     kw = recipe_overrides(recipe)
+    if seed is not None:
+        for key in ("train_config", "image_train_config"):
+            if key == "train_config" or kw.get(key) is not None:
+                kw[key] = dataclasses.replace(kw.get(key, r["train"]), seed=seed)
+    train_seed = kw.get("train_config", r["train"]).seed
     text = clip.text_encoder.eval()
     if recipe == "oracle":
 
@@ -379,12 +395,12 @@ def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | 
         if step in wanted.get(stage, ()):
             t0 = time.perf_counter()
             for rec in _curve_point(ema, vae, text, judge, stage, step, heldout_samples, shift):
-                _stamp({"part": "curve", "recipe": recipe, **rec}, threads)
+                _stamp({"part": "curve", "recipe": recipe, "train_seed": train_seed, **rec}, threads)
             spent[0] += time.perf_counter() - t0
 
     result, rec_cfg, fields = recipes.t2v_mmdit(progress=True, evaluate=False, callback=callback, callback_every=every,
                                                 **kw)
-    _stamp({"part": "curve-run", "recipe": recipe, "stages": fields["stages"],
+    _stamp({"part": "curve-run", "recipe": recipe, "train_seed": train_seed, "stages": fields["stages"],
             "train_minutes": round(result.minutes, 2), "evaluation_minutes": round(spent[0] / 60, 2)}, threads)
     if out_dir is not None:
         card = recipes._card("t2v-mmdit", result, rec_cfg) | fields
@@ -403,6 +419,7 @@ def main() -> int:
     p.add_argument("--recipe", choices=list(RECIPES), default="new", help="for `curve`: " + "; ".join(
         f"{k}: {v}" for k, v in RECIPES.items()))
     p.add_argument("--points", type=int, default=4, help="curve points per stage")
+    p.add_argument("--seed", type=int, default=None, help="for `curve`: train with this seed instead of the recipe's")
     p.add_argument("--heldout-samples", type=int, default=4, help="samples per held-out caption at each curve point")
     p.add_argument("--out", default=None, help="for `curve`: write the trained model and card to this folder")
     p.add_argument("--encoder-root", default=None,
@@ -429,7 +446,7 @@ def main() -> int:
     if "swap" in a.parts:
         measure_swap(judge, a.threads)
     if "curve" in a.parts:
-        measure_curve(judge, a.threads, a.recipe, a.points, a.out, a.heldout_samples)
+        measure_curve(judge, a.threads, a.recipe, a.points, a.out, a.heldout_samples, a.seed)
     return 0
 
 

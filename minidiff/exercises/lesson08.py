@@ -224,7 +224,7 @@ def check_i2v_condition(fn: Callable) -> None:
         if close(out, want, atol=0, rtol=0):
             continue
         c, k = shape[1], shape[2]
-        mask, ref = out[:, :1], out[:, 1:]
+        ref = out[:, 1:]
         if close(torch.cat([out[:, c:], out[:, :c]], 1), want, atol=0, rtol=0):
             hint = "the channels are in the other order: the real systems put the mask first"
         elif close(ref[:, :, :k], want[:, 1:, :k], atol=0, rtol=0) and not close(ref[:, :, k:], want[:, 1:, k:]):
