@@ -126,40 +126,35 @@ def flow_loss(
 
 
 @torch.no_grad()
-def euler_sample(
-    model: Model,
-    shape: tuple[int, ...],
-    *,
-    steps: int = 20,
-    cond: Cond | None = None,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    trajectory: bool | int = False,
-    progress: bool = True,
-    shift: float = 1.0,
-    timesteps: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+def euler_sample(model: Model, shape: tuple[int, ...], *, steps: int = 20, **options
+                 ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Integrate dx/dt = v_theta(x, t) from t = 1 (noise) to t = 0 (data) with Euler steps on `euler_timesteps`:
     x <- x + (t_next - t_cur) * model(x, t_cur, **cond).
 
-    The signature is shared with `ddpm.p_sample_loop` and `ddim.ddim_sample`; `noise` is the starting x_1. With
+    The keyword `options` are `integrate`'s (`cond`, `noise`, `generator`, `device`, `trajectory`, `progress`, `shift`,
+    `timesteps`), shared with `ddpm.p_sample_loop` and `ddim.ddim_sample`; `noise` is the starting x_1. With
     `trajectory`, also returns [TrajectoryStep(t, x_t, x0_hat = x_t - t v), ...] at the grid points, ending at t = 0.
-    `timesteps` (a decreasing grid in [0, 1], e.g. the tail of `euler_timesteps`) replaces steps/shift; `noise` is then
-    the starting x at timesteps[0] — a partly noised latent starts the sampler part-way (SDEdit-style).
     """
-    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, timesteps,
-                      heun=False)
+    return integrate(model, shape, steps=steps, method="euler", **options)
 
 
-def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | None, noise: torch.Tensor | None,
-               generator: torch.Generator | None, device: torch.device | str | None, trajectory: bool | int,
-               progress: bool, shift: float, timesteps: torch.Tensor | None, heun: bool, churn: float = 0.0
-               ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+@torch.no_grad()
+def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: str = "euler", churn: float = 0.0,
+              cond: Cond | None = None, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+              device: torch.device | str | None = None, trajectory: bool | int = False, progress: bool = True,
+              shift: float = 1.0, timesteps: torch.Tensor | None = None
+              ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """The one loop behind `euler_sample`, `heun_sample` and `sde_sample`: check the inputs, build the grid, take the
-    steps (Euler, Heun's correction, or Euler-Maruyama when churn > 0)."""
+    steps (method "euler", or "heun" with Heun's correction; Euler-Maruyama when churn > 0).
+
+    `cond`: the model's keyword inputs; `noise`: the starting x (else drawn from `generator`); `trajectory`: also
+    return the steps (True, or every n-th); `timesteps` (a decreasing grid in [0, 1], e.g. the tail of
+    `euler_timesteps`) replaces steps/shift, and `noise` is then the starting x at timesteps[0] — a partly noised
+    latent starts the sampler part-way (SDEdit-style)."""
     from tqdm.auto import tqdm
 
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
     shape = check_shape(shape)
     if timesteps is None:
         ts = euler_timesteps(steps, shift)
@@ -172,6 +167,7 @@ def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | No
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
+    heun = method == "heun"
     name, steps = ("Heun" if heun else "SDE" if churn > 0 else "Euler"), len(ts) - 1
     for i in tqdm(range(steps), desc=f"{name} {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = float(ts[i]), float(ts[i + 1])
@@ -190,20 +186,8 @@ def _integrate(model: Model, shape: tuple[int, ...], steps: int, cond: Cond | No
 
 
 @torch.no_grad()
-def heun_sample(
-    model: Model,
-    shape: tuple[int, ...],
-    *,
-    steps: int = 10,
-    cond: Cond | None = None,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    trajectory: bool | int = False,
-    progress: bool = True,
-    shift: float = 1.0,
-    timesteps: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+def heun_sample(model: Model, shape: tuple[int, ...], *, steps: int = 10, **options
+                ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Heun's method (the explicit trapezoidal rule; Karras et al. 2022, "EDM", algorithm 1) on the same grid as
     `euler_sample`: an Euler step predicts x at t_next, the slope there corrects it, and the step uses their mean:
 
@@ -214,8 +198,7 @@ def heun_sample(
     `FlowMatchHeunDiscreteScheduler` do the same), so `steps` steps cost 2 * steps - 1 model calls; the error
     shrinks like 1/steps^2 instead of Euler's 1/steps. Same arguments and returns as `euler_sample`.
     """
-    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, timesteps,
-                      heun=True)
+    return integrate(model, shape, steps=steps, method="heun", **options)
 
 
 # ------------------------------------------------------------------------------ score, SDE and probability flow
@@ -240,20 +223,8 @@ def score_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def sde_sample(
-    model: Model,
-    shape: tuple[int, ...],
-    *,
-    steps: int = 50,
-    churn: float = 1.0,
-    cond: Cond | None = None,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    trajectory: bool | int = False,
-    progress: bool = True,
-    shift: float = 1.0,
-) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
+def sde_sample(model: Model, shape: tuple[int, ...], *, steps: int = 50, churn: float = 1.0, **options
+               ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """Euler-Maruyama on the reverse-time SDE with the flow's marginals, g(t)^2 = churn * t:
 
         dx = [v - (g^2 / 2) score] dt + g dW   =   [v + (churn / 2) eps_hat] dt + g dW,   t from 1 to 0,
@@ -263,8 +234,7 @@ def sde_sample(
     fresh noise) at every noise level. Same arguments and returns as `euler_sample` (`trajectory` too); noise for z
     comes from `generator`."""
     churn = check_number("churn", churn, low=0.0, high=100.0)
-    return _integrate(model, shape, steps, cond, noise, generator, device, trajectory, progress, shift, None,
-                      heun=False, churn=churn)
+    return integrate(model, shape, steps=steps, churn=churn, **options)
 
 
 # ------------------------------------------------------------------------------------- the unified view
