@@ -89,6 +89,13 @@ def prepare_img_ids(batch: int, frames: int, height: int, width: int, patch_size
 # ------------------------------------------------------------------------------------------------ blocks
 
 
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fused projection (B, L, 3D) -> q, k, v, each (B, H, L, D/H): `B L (K H D) -> K B H L D`."""
+    b, n, _ = qkv.shape
+    q, k, v = qkv.reshape(b, n, 3, num_heads, -1).permute(2, 0, 3, 1, 4)
+    return q, k, v
+
+
 class SelfAttention(nn.Module):
     """The attention weights of one stream: qkv projection, QK RMSNorm per head, output projection.
     (Flux's `SelfAttention`; the double-stream block calls its parts separately to attend jointly.)"""
@@ -103,9 +110,8 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """tokens (B, L, D) -> q, k, v, each (B, H, L, D/H), with q and k RMS-normalised: `B L (K H D) -> K B H L D`."""
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        """tokens (B, L, D) -> q, k, v, each (B, H, L, D/H), with q and k RMS-normalised."""
+        q, k, v = split_heads(self.qkv(x), self.num_heads)
         q, k = self.norm(q, k, v)
         return q, k, v
 
@@ -127,12 +133,17 @@ class DoubleStreamBlock(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
         super().__init__()
         self.num_heads, self.hidden_size = num_heads, hidden_size
-        for s in ("img", "txt"):
-            setattr(self, f"{s}_mod", Modulation(hidden_size, 2))
-            setattr(self, f"{s}_norm1", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
-            setattr(self, f"{s}_attn", SelfAttention(hidden_size, num_heads, qkv_bias))
-            setattr(self, f"{s}_norm2", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
-            setattr(self, f"{s}_mlp", mlp(hidden_size, mlp_ratio))
+        self.img_mod = Modulation(hidden_size, 2)
+        self.img_norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.img_attn = SelfAttention(hidden_size, num_heads, qkv_bias)
+        self.img_norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.img_mlp = mlp(hidden_size, mlp_ratio)
+
+        self.txt_mod = Modulation(hidden_size, 2)
+        self.txt_norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.txt_attn = SelfAttention(hidden_size, num_heads, qkv_bias)
+        self.txt_norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.txt_mlp = mlp(hidden_size, mlp_ratio)
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, pe: torch.Tensor | None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,8 +190,7 @@ class SingleStreamBlock(nn.Module):
         (mod,) = self.modulation(vec)
         x_mod = modulate(self.pre_norm(x), mod.shift, mod.scale)
         qkv, m = torch.split(self.linear1(x_mod), [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
-        b, n, _ = qkv.shape
-        q, k, v = qkv.reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = split_heads(qkv, self.num_heads)
         q, k = self.norm(q, k, v)
         out = self.linear2(torch.cat((attention(q, k, v, pe=pe, mask=mask), self.mlp_act(m)), dim=2))
         return x + mod.gate * out
