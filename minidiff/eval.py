@@ -299,6 +299,15 @@ def split_captions(split: str) -> torch.Tensor:
     return idx[held] if split == "heldout" else idx[~held]
 
 
+def digit_confusion(asked: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+    """The 10 x 10 digit confusion counts: row = the digit asked for, column = the digit the judge read (-1, no ink,
+    counts in no column)."""
+    seen = read >= 0
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion.index_put_((asked[seen], read[seen]), torch.ones(int(seen.sum()), dtype=torch.long), accumulate=True)
+    return confusion
+
+
 def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_prompt: int = 1,
                      steps: int | None = None, cfg_scale: float | None = None, seed: int = 0, batch: int = 60) -> dict:
     """Prompt adherence of a text-to-video generator over every caption of a split, read by the video judge.
@@ -326,14 +335,10 @@ def prompt_adherence(generate, judge: DigitClassifier, split: str, samples_per_p
     acc, p = judged.accuracy, judged.accuracy["all_three"]
     by_class = {str(k): round(float((judged.digits[d == k] == k).float().mean()), 3) for k in range(10)
                 if (d == k).any()}
-    read = judged.digits
-    confusion = torch.zeros(10, 10, dtype=torch.long)
-    confusion.index_put_((d[read >= 0], read[read >= 0]), torch.ones(int((read >= 0).sum()), dtype=torch.long),
-                         accumulate=True)
     return {**acc, "n_videos": len(idx), "std_error": round(math.sqrt(max(p * (1 - p), 1e-12) / len(idx)), 4),
             "confident": round(float(judged.confident.float().mean()), 4),
             "seconds_per_video": round(seconds / len(idx), 4), "digit_by_class": by_class,
-            "confusion": confusion.tolist()}
+            "confusion": digit_confusion(d, judged.digits).tolist()}
 
 
 # ------------------------------------------------------------------------------------------- what the text carries
@@ -400,8 +405,7 @@ def swapped_captions(pipe, judge: DigitClassifier, n_noises: int = 24, seed: int
     if n_noises < 1:
         raise ValueError(f"n_noises must be at least 1, got {n_noises}")
     g = torch.Generator().manual_seed(seed)
-    confusion = torch.zeros(10, 10, dtype=torch.long)
-    distinct, correct = [], 0
+    asked, reads, distinct = [], [], []
     for k in range(n_noises):
         c = int(torch.randint(len(COLOUR_NAMES), (1,), generator=g))
         m = int(torch.randint(len(DIRECTION_NAMES), (1,), generator=g))
@@ -409,14 +413,13 @@ def swapped_captions(pipe, judge: DigitClassifier, n_noises: int = 24, seed: int
         latents = pipe.sample_latents([caption(d, c, m) for d in range(10)],
                                       noise=one.expand(pipe.latent_shape(10)).contiguous().to(pipe.device))
         read = judge_videos(pipe.decode(latents), judge).digits
-        for d in range(10):
-            if int(read[d]) >= 0:
-                confusion[d, int(read[d])] += 1
-        correct += int((read == torch.arange(10)).sum())
+        asked.append(torch.arange(10))
+        reads.append(read)
         distinct.append(len(set(read.tolist())))
+    asked, reads = torch.cat(asked), torch.cat(reads)
     n = 10 * n_noises
-    acc = correct / n
+    acc = int((reads == asked).sum()) / n
     return {"digit": round(acc, 4), "std_error": round(math.sqrt(acc * (1 - acc) / n), 4),
             "distinct_digits_per_noise": round(sum(distinct) / n_noises, 2), "n_noises": n_noises, "n_videos": n,
-            "confusion": confusion.tolist(), "steps": pipe.steps, "cfg_scale": pipe.cfg_scale}
+            "confusion": digit_confusion(asked, reads).tolist(), "steps": pipe.steps, "cfg_scale": pipe.cfg_scale}
 

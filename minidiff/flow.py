@@ -155,6 +155,9 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
 
     if method not in ("euler", "heun"):
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
+    churn = check_number("churn", churn, low=0.0, high=100.0)
+    if method == "heun" and churn > 0:
+        raise ValueError("Heun's correction is for the ODE (churn = 0); use method='euler' with churn > 0 for the SDE")
     shape = check_shape(shape)
     if timesteps is None:
         ts = euler_timesteps(steps, shift)
@@ -233,7 +236,6 @@ def sde_sample(model: Model, shape: tuple[int, ...], *, steps: int = 50, churn: 
     churn = 0 is `euler_sample` (the probability-flow ODE); churn > 0 adds a Langevin move (a step up the score plus
     fresh noise) at every noise level. Same arguments and returns as `euler_sample` (`trajectory` too); noise for z
     comes from `generator`."""
-    churn = check_number("churn", churn, low=0.0, high=100.0)
     return integrate(model, shape, steps=steps, churn=churn, **options)
 
 

@@ -151,6 +151,30 @@ def show_video_frames(videos: torch.Tensor, title: str | None = None, row_labels
     return ax
 
 
+def plot_confusion(confusion, ax: plt.Axes | None = None, misses_only: bool = False,
+                   title: str | None = None) -> plt.Axes:
+    """A 10 x 10 digit confusion (rows: the digit asked for, columns: the digit read, as `eval.digit_confusion`)
+    as an image with its counts written in; `misses_only` writes only the off-diagonal ones."""
+    conf = np.asarray(confusion)
+    if conf.shape != (10, 10):
+        raise ValueError(f"confusion must be 10 x 10 (asked for x read), got shape {conf.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(conf, cmap="Blues")
+    for a in range(10):
+        for b in range(10):
+            if conf[a, b] and not (misses_only and a == b):
+                dark = conf[a, b] > conf.max() / 2
+                ax.text(b, a, int(conf[a, b]), ha="center", va="center", fontsize=7, color="w" if dark else "k")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("digit the judge reads")
+    ax.set_ylabel("digit asked for")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
 class VideoAnimation:
     """A looping GIF, shown by Jupyter as an image (an `image/gif` output). It needs no JavaScript and nothing from
     the network, so it plays offline, in an untrusted notebook and on a web viewer of the repository alike."""

@@ -386,6 +386,13 @@ def test_score_sde_and_attention_weights_refuse_bad_input_clearly():
             flow.sde_sample(m, (4, 2), steps=3, churn=churn, progress=False)
     with pytest.raises(ValueError, match="steps"):
         flow.sde_sample(m, (4, 2), steps=0, progress=False)
+    for churn in (-1.0, float("nan")):                      # the shared core checks at its own entry too
+        with pytest.raises(ValueError, match="churn"):
+            flow.integrate(m, (4, 2), steps=3, churn=churn, progress=False)
+    with pytest.raises(ValueError, match="method must be 'euler' or 'heun'"):
+        flow.integrate(m, (4, 2), steps=3, method="rk4", progress=False)
+    with pytest.raises(ValueError, match="Heun's correction is for the ODE"):
+        flow.integrate(m, (4, 2), steps=3, method="heun", churn=1.0, progress=False)
     with pytest.raises(ValueError, match="same B, H and d"):
         attention_weights(torch.randn(2, 4, 5, 8), torch.randn(2, 3, 5, 8))
     with pytest.raises(ValueError, match=r"\(B, H, L, d\)"):

@@ -131,3 +131,22 @@ def test_the_judge_recipe_never_sees_the_reference_split(monkeypatch):
     x_train, y_train = load_digits(16, split="train")
     assert torch.equal(seen["x"], x_train) and torch.equal(seen["y"], y_train)
     assert card["metrics"]["held_out_n"] == len(load_digits(16, split="reference")[1])
+
+
+def test_digit_confusion_counts_asked_by_read_and_skips_videos_without_ink():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pytest
+    import torch
+
+    from minidiff.eval import digit_confusion
+    from minidiff.viz import plot_confusion
+
+    conf = digit_confusion(torch.tensor([3, 3, 7, 1]), torch.tensor([3, 8, -1, 1]))
+    assert conf.shape == (10, 10) and int(conf.sum()) == 3          # the -1 (no ink) counts nowhere
+    assert conf[3, 3] == 1 and conf[3, 8] == 1 and conf[1, 1] == 1 and int(conf[7].sum()) == 0
+    ax = plot_confusion(conf, misses_only=True)
+    assert [t.get_text() for t in ax.texts] == ["1"]                 # only the one miss is written
+    with pytest.raises(ValueError, match="10 x 10"):
+        plot_confusion([[1, 2], [3, 4]])
