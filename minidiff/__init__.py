@@ -2,7 +2,8 @@
 
 Modules, one concept each. Imports run one way, down these rows; the two halves of row 2 don't import each other.
   1. base
-     utils             the device, seeding, fast (test) mode, input checks
+     checks            the input checks every public entry makes once (clear errors, not torch's tracebacks)
+     utils             the device, seeding, fast (test) mode
      config            the dataclass base of every model config (to and from JSON)
      sampling          the one sampler signature: cond dicts, starting noise, trajectories
      schedules         beta schedules and everything derived from them (alphas_cumprod, SNR, posterior coefficients)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .utils import check_int
+from .checks import check_int
 
 DIGIT_SIZES = (8, 16, 32)
 DIGIT_SPLITS = ("all", "train", "reference")

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import torch
 
+from .checks import check_float_tensor, check_int, check_number, check_shape
 from .ddpm import predict_eps_from_x0, predict_x0_from_eps
-from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device, t_batch
 from .schedules import NoiseSchedule
-from .utils import check_float_tensor, check_int, check_number, check_shape
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -78,11 +78,11 @@ def ddim_step(
     if not -1 <= t_prev < t:
         raise ValueError(f"t_prev must satisfy -1 <= t_prev < t, got t={t}, t_prev={t_prev}")
     a_t, a_s = _abar(schedule, t), _abar(schedule, t_prev)
-    x0_hat = predict_x0_from_eps(schedule, xt, _full(xt, t), eps)
+    x0_hat = predict_x0_from_eps(schedule, xt, t, eps)
     if clip_denoised:
         x0_hat = x0_hat.clamp(-1, 1)
         if use_clipped_model_output:
-            eps = predict_eps_from_x0(schedule, xt, _full(xt, t), x0_hat)
+            eps = predict_eps_from_x0(schedule, xt, t, x0_hat)
     sigma = eta * ((1 - a_s) / (1 - a_t)).sqrt() * (1 - a_t / a_s).sqrt()
     x_prev = a_s.sqrt().to(xt.dtype) * x0_hat + (1 - a_s - sigma**2).clamp(min=0).sqrt().to(xt.dtype) * eps
     if eta > 0:
@@ -90,10 +90,6 @@ def ddim_step(
             noise = torch.randn_like(xt)
         x_prev = x_prev + sigma.to(xt.dtype) * noise
     return x_prev, x0_hat
-
-
-def _full(x: torch.Tensor, t: int) -> torch.Tensor:
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
 
 @torch.no_grad()
@@ -131,7 +127,7 @@ def ddim_sample(
     for i, t in enumerate(tqdm(ts, desc=f"DDIM {len(ts)} steps", disable=not progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         z = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
-        eps = model(x, _full(x, t), **cond).float()
+        eps = model(x, t_batch(x, t), **cond).float()
         x_prev, x0_hat = ddim_step(schedule, eps, x, t, t_prev, eta, z, clip_denoised,
                                   use_clipped_model_output)
         record.add(i, t, x, x0_hat)
@@ -162,8 +158,8 @@ def ddim_invert(
     x = x0.float().clone()
     prev = -1
     for t in tqdm(ts, desc="DDIM inversion", disable=not progress, leave=False):
-        eps = model(x, _full(x, max(prev, 0)), **cond).float()
-        x0_hat = x if prev < 0 else predict_x0_from_eps(schedule, x, _full(x, prev), eps)
+        eps = model(x, t_batch(x, max(prev, 0)), **cond).float()
+        x0_hat = x if prev < 0 else predict_x0_from_eps(schedule, x, prev, eps)
         a_t = _abar(schedule, t)
         x = a_t.sqrt().to(x.dtype) * x0_hat + (1 - a_t).sqrt().to(x.dtype) * eps
         prev = t

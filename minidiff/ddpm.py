@@ -1,47 +1,19 @@
 r"""DDPM's forward process (and, from lesson 02 on, its reverse process).
 
 q_sample implements the closed form  x_t = sqrt(\bar\alpha_t) x_0 + sqrt(1 - \bar\alpha_t) eps,  eps ~ N(0, I).
+
+Each public function checks its inputs in its first lines (`minidiff.checks`), then is the formula alone. t is one
+int for the whole batch (what the samplers pass: checked without reading a tensor back from the device) or a long
+tensor of shape (B,).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
+from .checks import check_batch, check_ddpm_t, check_float_tensor, check_int, check_like, check_shape
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device, t_batch
 from .schedules import NoiseSchedule, extract
-from .utils import check_float_tensor, check_int, check_shape, short
-
-
-def _check_timesteps(t: torch.Tensor | int, batch: int, T: int, device: torch.device) -> torch.Tensor:
-    """Integer timesteps in 0..T-1 as a long tensor of shape (batch,): a float t (2.7) is refused, not truncated, and
-    t = -1 is refused, not read as T-1 by negative indexing."""
-    if isinstance(t, np.integer):
-        t = int(t)
-    if isinstance(t, int) and not isinstance(t, bool):
-        t = torch.full((batch,), t, dtype=torch.long, device=device)
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"t must be an int or an integer tensor of shape (B,), got {type(t).__name__} {short(t)}")
-    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"t must hold integer timesteps 0..{T - 1} (dtype long), got dtype {t.dtype}"
-                         + (" (DDPM's t is a step index; flow matching's t in [0, 1] goes to flow.*)"
-                            if t.dtype.is_floating_point else ""))
-    if t.ndim == 0:
-        t = t.expand(batch)
-    if t.ndim != 1 or t.shape[0] != batch:
-        raise ValueError(f"t must have shape (B,) = ({batch},) to match x's batch, got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
-        bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
-        raise ValueError(f"timestep {bad} is out of range for a schedule with T={T} steps (valid: 0..{T - 1})")
-    return t.long().to(device)
-
-
-def _check_same_shape(name: str, value: object, xt: torch.Tensor) -> torch.Tensor:
-    """`value` must be a float tensor with x_t's shape (no silent broadcasting of a batch of 1 over a batch of 4)."""
-    check_float_tensor(name, value)
-    if value.shape != xt.shape:
-        raise ValueError(f"{name} must have x_t's shape {tuple(xt.shape)}, got {tuple(value.shape)}")
-    return value
 
 
 def q_sample(
@@ -56,20 +28,10 @@ def q_sample(
     one int for the whole batch). The argument order (x0, noise, t) is diffusers' `add_noise(original, noise, t)` and
     `flow.interpolate`'s.
     """
-    if not isinstance(x0, torch.Tensor) or x0.ndim < 2:
-        raise ValueError(
-            "x0 must be a batched tensor (B, C, H, W) (or (B, C, T, H, W)); "
-            f"got {tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__}"
-        )
-    if not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
-        hint = ""
-        if isinstance(t, torch.Tensor) and t.shape == x0.shape:
-            hint = " (the arguments are q_sample(schedule, x0, noise, t): noise before t)"
-        got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
-        raise ValueError(f"noise must be a tensor with x0's shape {tuple(x0.shape)}, got {got}{hint}")
-    check_float_tensor("x0", x0)
-    check_float_tensor("noise", noise)
-    t = _check_timesteps(t, x0.shape[0], schedule.T, x0.device)
+    check_batch("x0", x0)
+    swapped = isinstance(t, torch.Tensor) and t.shape == x0.shape
+    check_like("noise", noise, x0, "x0", " (q_sample(schedule, x0, noise, t): noise before t)" * swapped)
+    t = check_ddpm_t(t, x0.shape[0], schedule.T, x0.device)
     a = extract(schedule.sqrt_alphas_cumprod, t, x0.ndim).to(x0.dtype)
     s = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.ndim).to(x0.dtype)
     return a * x0 + s * noise
@@ -84,33 +46,33 @@ def forward_step(x_prev: torch.Tensor, beta_t: float | torch.Tensor, noise: torc
 # ------------------------------------------------------------------------------------------ the reverse process
 
 
-def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+def predict_x0_from_eps(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor
+                       ) -> torch.Tensor:
     r"""Invert the closed form for x_0:  x0_hat = (x_t - sqrt(1 - \bar\alpha_t) eps) / sqrt(\bar\alpha_t).
 
     The coefficients are formed in float64: near t = T-1, x_t and sqrt(1 - \bar\alpha_t) eps nearly cancel and the
     difference is divided by a tiny sqrt(\bar\alpha_t), which would magnify float32 rounding of the coefficients.
     """
-    check_float_tensor("x_t", xt)
-    _check_same_shape("eps", eps, xt)
-    t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
+    check_like("eps", eps, check_float_tensor("x_t", xt))
+    t = check_ddpm_t(t, xt.shape[0], schedule.T, xt.device)
     abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
     return ((xt - (1 - abar).sqrt().to(xt.dtype) * eps) / abar.sqrt().to(xt.dtype)).to(xt.dtype)
 
 
-def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+def predict_eps_from_x0(schedule: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor
+                       ) -> torch.Tensor:
     r"""The noise that, with x0, makes x_t:  eps = (x_t - sqrt(\bar\alpha_t) x0) / sqrt(1 - \bar\alpha_t).
 
     The inverse of `predict_x0_from_eps` in its other argument; DDIM uses it to keep eps consistent with a clipped x0.
     """
-    check_float_tensor("x_t", xt)
-    _check_same_shape("x0", x0, xt)
-    t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
+    check_like("x0", x0, check_float_tensor("x_t", xt))
+    t = check_ddpm_t(t, xt.shape[0], schedule.T, xt.device)
     abar = extract(schedule.alphas_cumprod, t, xt.ndim).double()
     return ((xt - abar.sqrt().to(xt.dtype) * x0) / (1 - abar).sqrt().to(xt.dtype)).to(xt.dtype)
 
 
 def q_posterior_mean_variance(
-    schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+    schedule: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor | int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Mean and variance of the forward posterior q(x_{t-1} | x_t, x_0) (Bayes' rule on three Gaussians).
 
@@ -118,9 +80,8 @@ def q_posterior_mean_variance(
              + sqrt(alpha_t) (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t) * x_t
     variance = beta_t (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t)            (shape (B, 1, ..., 1))
     """
-    check_float_tensor("x_t", xt)
-    _check_same_shape("x0", x0, xt)
-    t = _check_timesteps(t, xt.shape[0], schedule.T, xt.device)
+    check_like("x0", x0, check_float_tensor("x_t", xt))
+    t = check_ddpm_t(t, xt.shape[0], schedule.T, xt.device)
     c1 = extract(schedule.posterior_mean_coef1, t, xt.ndim).to(xt.dtype)
     c2 = extract(schedule.posterior_mean_coef2, t, xt.ndim).to(xt.dtype)
     mean = c1 * x0 + c2 * xt
@@ -168,11 +129,10 @@ def p_sample(
     Returns (x_{t-1}, x0_hat).
     """
     t = check_int("t", t, 0, schedule.T - 1)
-    tt = torch.full((xt.shape[0],), t, dtype=torch.long, device=xt.device)
-    x0_hat = predict_x0_from_eps(schedule, xt, tt, eps)
+    x0_hat = predict_x0_from_eps(schedule, xt, t, eps)
     if clip_denoised:
         x0_hat = x0_hat.clamp(-1, 1)
-    mean, var = q_posterior_mean_variance(schedule, x0_hat, xt, tt)
+    mean, var = q_posterior_mean_variance(schedule, x0_hat, xt, t)
     if t == 0:
         return mean, x0_hat
     if noise is None:
@@ -216,8 +176,7 @@ def p_sample_loop(
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
     for i, t in enumerate(tqdm(range(T - 1, -1, -1), desc="DDPM sampling", disable=not progress, leave=False)):
-        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        eps = model(x, tt, **cond)
+        eps = model(x, t_batch(x, t), **cond)
         z = torch.randn(shape, generator=generator).to(device) if t > 0 else None
         x_prev, x0_hat = p_sample(schedule, eps.float(), x, t, z, clip_denoised)
         record.add(i, t, x, x0_hat)

@@ -15,39 +15,18 @@ import math
 
 import torch
 
-from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device
-from .utils import check_float_tensor, check_number, check_shape, short
+from .checks import check_float_tensor, check_flow_t, check_grid, check_like, check_number, check_shape
+from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device, t_batch
 
 
 def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
 
-def check_flow_t(t: object, batch: int) -> torch.Tensor:
-    """Flow matching's t: a float tensor of shape (B,) with every value in [0, 1] (t = 1 is pure noise). DDPM's
-    integer steps (e.g. 500) are refused rather than extrapolated."""
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"t must be a float tensor of shape ({batch},) with values in [0, 1], got "
-                         f"{type(t).__name__} {short(t)}")
-    if not t.dtype.is_floating_point:
-        raise ValueError(f"t must be a float tensor with values in [0, 1] (flow matching's continuous time), got "
-                         f"dtype {t.dtype}; DDPM's integer steps belong to ddpm.q_sample")
-    if t.ndim != 1 or t.shape[0] != batch:
-        raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
-    if t.numel() and not bool(((t >= 0) & (t <= 1)).all()):
-        bad = t[~((t >= 0) & (t <= 1))][0]
-        raise ValueError(f"t must lie in [0, 1] (0 = data, 1 = noise), got {float(bad):g}")
-    return t
-
-
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x_t = (1 - t) x_0 + t eps, with t of shape (B,) in [0, 1]."""
-    check_float_tensor("x0", x0)
-    check_float_tensor("noise", noise)
-    if noise.shape != x0.shape:
-        raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    check_flow_t(t, x0.shape[0])
-    tb = _bcast(t, x0)
+    check_like("noise", noise, check_float_tensor("x0", x0), "x0")
+    tb = _bcast(check_flow_t(t, x0.shape[0]), x0)
     return (1 - tb) * x0 + tb * noise
 
 
@@ -159,33 +138,28 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     if method == "heun" and churn > 0:
         raise ValueError("Heun's correction is for the ODE (churn = 0); use method='euler' with churn > 0 for the SDE")
     shape = check_shape(shape)
-    if timesteps is None:
-        ts = euler_timesteps(steps, shift)
-    else:
-        ts = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
-        if len(ts) < 2 or not bool((ts[1:] < ts[:-1]).all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
-            raise ValueError("timesteps must be a decreasing grid of at least 2 points in [0, 1], got "
-                             f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
+    ts = euler_timesteps(steps, shift) if timesteps is None else check_grid(timesteps)
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)
     record = TrajectoryRecorder(trajectory)
     heun = method == "heun"
     name, steps = ("Heun" if heun else "SDE" if churn > 0 else "Euler"), len(ts) - 1
+    grid = ts.tolist()  # python floats: the loop reads no tensor back
     for i in tqdm(range(steps), desc=f"{name} {steps} steps", disable=not progress, leave=False):
-        t_cur, t_next = float(ts[i]), float(ts[i + 1])
-        v = model(x, torch.full((shape[0],), t_cur, device=device), **cond).float()
+        t_cur, t_next = grid[i], grid[i + 1]
+        v = model(x, t_batch(x, t_cur), **cond).float()
         record.add(i, t_cur, x, x - t_cur * v)
         x_next = x + (t_next - t_cur) * v
         if heun and t_next != 0:  # Heun: the slope where the Euler step lands corrects it (not on the step to t = 0)
-            v_next = model(x_next, torch.full((shape[0],), t_next, device=device), **cond).float()
+            v_next = model(x_next, t_batch(x, t_next), **cond).float()
             x_next = x + (t_next - t_cur) * (v + v_next) / 2
         if churn > 0:  # the SDE: the Langevin half of the step, (churn/2) eps_hat drift plus fresh noise
             x_next = x_next + (t_next - t_cur) * churn / 2 * (x + (1 - t_cur) * v)
             z = torch.randn(shape, generator=generator).to(device)
             x_next = x_next + (churn * t_cur * (t_cur - t_next)) ** 0.5 * z
         x = x_next
-    return record.result(x, float(ts[-1]), f"{name} sampling")
+    return record.result(x, grid[-1], f"{name} sampling")
 
 
 @torch.no_grad()
@@ -217,8 +191,7 @@ def score_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> t
 
     The noise estimate *is* a scaled score: E[eps | x_t] = -t grad log p_t(x_t) (Tweedie's formula). For DDPM's
     data definition the same holds with sqrt(1 - abar_t) in place of t."""
-    if v.shape != xt.shape:
-        raise ValueError(f"v must have x_t's shape {tuple(xt.shape)}, got {tuple(v.shape)}")
+    check_like("v", v, xt)
     tb = _bcast(check_flow_t(t, xt.shape[0]), xt)
     if bool((tb <= 0).any()):
         raise ValueError("the score is defined for t > 0 only (at t = 0 p_t is the data distribution itself)")
@@ -247,10 +220,8 @@ def sde_sample(model: Model, shape: tuple[int, ...], *, steps: int = 50, churn: 
 
 def estimates_from_velocity(xt: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From x_t = (1 - t) x_0 + t eps and v = eps - x_0:  x0_hat = x_t - t v,  eps_hat = x_t + (1 - t) v."""
-    if v.shape != xt.shape:
-        raise ValueError(f"v must have x_t's shape {tuple(xt.shape)}, got {tuple(v.shape)}")
-    check_flow_t(t, xt.shape[0])
-    tb = _bcast(t, xt)
+    check_like("v", v, xt)
+    tb = _bcast(check_flow_t(t, xt.shape[0]), xt)
     return xt - tb * v, xt + (1 - tb) * v
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
-from .utils import check_number
+from .checks import check_number
 
 
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_int, short
 from .flow import euler_sample
 from .guidance import ClassifierFreeGuidance
 from .models.mmdit import MMDiT, i2v_condition
 from .models.text import TextEncoder
 from .models.vae import VideoVAE
-from .utils import check_int, short
 
 
 @dataclass

@@ -15,13 +15,13 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint
+from .checks import short
 from .models.classifier import ClassifierConfig, DigitClassifier
 from .models.dit import DiT, DiTConfig
 from .models.mmdit import MMDiT, MMDiTConfig
 from .models.text import TinyCLIP, TinyCLIPConfig
 from .models.unet import UNet, UNetConfig
 from .models.vae import VAEConfig, VideoVAE
-from .utils import short
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "pretrained"
 KINDS: dict[str, tuple[type, type]] = {

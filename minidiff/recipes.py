@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ddpm, distributed, flow
+from .checks import check_number
 from .data import caption_table, load_digits
 from .eval import class_accuracy, retrieval_top1, train_classifier
 from .models.dit import DiT, DiTConfig
@@ -43,7 +44,7 @@ from .models.vae import ImageVAE, ImageVAEConfig, VAEConfig, VideoVAE, encode_vi
 from .pretrained import save_pretrained
 from .schedules import make_schedule
 from .train import TrainConfig, train
-from .utils import bf16_is_fast, check_number, seed_everything
+from .utils import bf16_is_fast, seed_everything
 
 DDPM_DIGITS = {
     "unet": UNetConfig(image_size=16, in_channels=1, channels=(48, 96, 96), num_classes=10),

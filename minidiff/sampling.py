@@ -10,7 +10,7 @@ and call the denoiser as `model(x, t, **cond)`, whatever the condition: class la
 `model(img, ..., txt=..., y=...)`. Classifier-free guidance (`guidance.ClassifierFreeGuidance`) is itself such a
 model, so it works with every sampler unchanged.
 
-Base layer of the package: imports only `utils` from minidiff.
+Base layer of the package: imports only `checks` from minidiff.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from .utils import check_float_tensor, short
+from .checks import check_float_tensor, short
 
 Model = Callable[..., torch.Tensor]
 Cond = Mapping[str, torch.Tensor]
@@ -36,6 +36,12 @@ class TrajectoryStep(NamedTuple):
     t: float
     x: torch.Tensor
     x0_hat: torch.Tensor
+
+
+def t_batch(x: torch.Tensor, t: int | float) -> torch.Tensor:
+    """The model's t for a batch x: the same t for every sample, shape (B,) (long for DDPM's int steps, float32 for
+    flow's t in [0, 1])."""
+    return torch.full((x.shape[0],), t, device=x.device)
 
 
 def model_device(model: Model) -> torch.device:

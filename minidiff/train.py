@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint, distributed
-from .utils import bf16_is_fast, check_float_tensor, check_int, check_number
+from .checks import check_float_tensor, check_int, check_number
+from .utils import bf16_is_fast
 
 
 @dataclass

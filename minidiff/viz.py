@@ -11,9 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .checks import check_image_batch
 from .ddpm import q_sample
 from .schedules import NoiseSchedule
-from .utils import check_image_batch
 
 
 def to_numpy_image(x: torch.Tensor) -> np.ndarray:
@@ -223,7 +223,7 @@ def animate_videos(videos: torch.Tensor, titles: Sequence[str] | None = None, fp
 
 
 def _check_fps(fps: int) -> int:
-    from .utils import check_int
+    from .checks import check_int
 
     return check_int("fps (frames per second of the animation)", fps, low=1, high=50)
 

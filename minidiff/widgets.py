@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .checks import check_image_batch
 from .ddpm import q_sample
 from .schedules import SCHEDULES, NoiseSchedule, make_schedule
-from .utils import check_image_batch
 from .viz import to_numpy_image
 
 
@@ -499,7 +499,7 @@ def cfg_explorer(model, x_1: torch.Tensor, labels: torch.Tensor, null: int, step
     on the widget as `.frames[scale]`."""
     import ipywidgets as W
 
-    from .utils import check_number
+    from .checks import check_number
 
     scales = tuple(check_number(f"scales[{i}] (a guidance scale)", v, low=0.0) for i, v in enumerate(scales))
     if not scales:

@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidiff import checkpoint, ddim, ddpm, flow, guidance, pretrained, schedules
+from minidiff.checks import check_int, check_number
 from minidiff.config import Config
 from minidiff.models.dit import DiT, DiTConfig
 from minidiff.models.layers import drop_labels, patchify, patchify_video
@@ -32,7 +33,6 @@ from minidiff.models.mmdit import MMDiT, MMDiTConfig
 from minidiff.models.unet import UNet, UNetConfig
 from minidiff.sampling import check_cond
 from minidiff.train import TrainConfig, train
-from minidiff.utils import check_int, check_number
 
 ROOT = Path(__file__).resolve().parents[1]
 S = schedules.make_schedule("cosine", 1000)

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import minidiff
+from minidiff.checks import check_image_batch
 from minidiff.data import load_digits, load_photo
-from minidiff.utils import check_image_batch
 from minidiff.viz import image_grid, to_numpy_image
 
 

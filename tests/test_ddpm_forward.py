@@ -65,7 +65,7 @@ def test_q_sample_bad_shapes_and_dtypes():
     s = make_schedule("linear", 1000)
     x0 = torch.zeros(2, 1, 4, 4)
     noise = torch.zeros_like(x0)
-    with pytest.raises(ValueError, match="noise must be a tensor with x0's shape"):
+    with pytest.raises(ValueError, match="noise must have x0's shape"):
         q_sample(s, x0, torch.zeros(2, 1, 4, 5), 3)
     with pytest.raises(ValueError, match="noise before t"):  # the old (x0, t, noise) order
         q_sample(s, x0, torch.tensor([1, 2]), noise)

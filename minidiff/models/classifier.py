@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..checks import check_float_tensor, check_image_batch
 from ..config import Config
-from ..utils import check_float_tensor, check_image_batch
 
 
 @dataclass

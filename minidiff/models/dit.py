@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..checks import check_denoiser_input
 from ..config import Config
-from ..utils import check_denoiser_input
 from .layers import LabelEmbedder, LastLayer, attention, mlp, modulate, patchify, timestep_embedding, unpatchify
 
 # ------------------------------------------------------------------------------------------------- positions

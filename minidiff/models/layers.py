@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_labels
+
 # ------------------------------------------------------------------------------------------------ time and labels
 
 
@@ -104,14 +106,7 @@ class LabelEmbedder(nn.Module):
             if batch is None:
                 raise ValueError("LabelEmbedder needs labels, or the batch size to use the null label")
             y = torch.full((batch,), self.null_label, dtype=torch.long, device=self.embedding_table.weight.device)
-        if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise ValueError(f"labels must be an integer tensor, got "
-                             f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
-        if batch is not None and tuple(y.shape) != (batch,):
-            raise ValueError(f"labels must have shape ({batch},), got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
-            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} ({self.num_classes} = the null label), "
-                             f"got values {int(y.min())}..{int(y.max())}")
+        check_labels(y, self.num_classes, batch)
         return self.embedding_table(y.long())
 
 

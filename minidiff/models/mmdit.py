@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..checks import check_float_tensor, check_time_tensor
 from ..config import Config
-from ..utils import check_float_tensor, check_time_tensor
 from .layers import (
     EmbedND,
     LastLayer,

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_denoiser_input
 from ..config import Config
-from ..utils import check_denoiser_input
 from .layers import LabelEmbedder, attention, timestep_embedding
 
 

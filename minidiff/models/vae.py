@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_float_tensor
 from ..config import Config
-from ..utils import check_float_tensor
 
 LOGVAR_RANGE = (-30.0, 20.0)  # the encoder's log-variance is clamped to this range (as in Stable Diffusion, Open-Sora)
 
