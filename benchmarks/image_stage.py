@@ -187,7 +187,7 @@ def run_variant(name: str, steps: int, evals: list[int], threads: int, n_images:
     from minidiff import flow
     from minidiff.data import caption_attributes, caption_table
     from minidiff.eval import prompt_adherence
-    from minidiff.models.layers import drop_labels
+    from minidiff.guidance import drop_labels
     from minidiff.models.mmdit import MMDiT
     from minidiff.models.vae import encode_videos
     from minidiff.pipeline import TextToVideo
@@ -213,7 +213,7 @@ def run_variant(name: str, steps: int, evals: list[int], threads: int, n_images:
     if v["text"] == "clip-only":  # the same recipe without the word loss: only the words the denoiser reads change
         from minidiff.recipes import text_encoder
 
-        text_clip = text_encoder(progress=False, word_loss_weight=0.0)[0].ema.cpu().eval()
+        text_clip = text_encoder(progress=False, word_loss_weight=0.0).model
     txt, vec = oracle_text_table(prompts) if v["oracle"] else text_table(text_clip, prompts)
     p, grid = v["patch"], x.shape[-1] // v["patch"]
     cfg = dataclasses.replace(T2V_MMDIT["mmdit"], in_channels=x.shape[1] * p * p, patch_size=p, num_heads=v["heads"],

@@ -36,7 +36,7 @@ def measure_image_vaes(threads: int) -> None:
     z_prior = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
     for kl in (None, 1e-3, 1e-2, 1e-1):
         t0 = time.perf_counter()
-        model = image_vae(kl, progress=False)
+        model = image_vae(kl, progress=False).model
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             mean, logvar = model.encode(digits)

@@ -285,8 +285,8 @@ def measure_ablations(judge, minutes: float, threads: int) -> None:
         pace = _seconds_per_step(cfg, T2V_MMDIT["train"].batch_size)
         steps = int(minutes * 60 / pace)
         train_cfg = dataclasses.replace(T2V_MMDIT["train"], seed=seed, steps=steps, max_minutes=1.1 * minutes)
-        result, _, fields = t2v_mmdit(config=cfg, train_config=train_cfg, progress=False, evaluate=False)
-        p = fields["pipeline"]
+        run = t2v_mmdit(config=cfg, train_config=train_cfg, progress=False, evaluate=False)
+        result, p = run.result, run.card["pipeline"]
         pipe = TextToVideo(result.ema.eval(), vae, clip.text_encoder.eval(), frames=p["frames"], height=p["height"],
                            width=p["width"], shift=p["shift"], steps=p["steps"], cfg_scale=p["cfg_scale"])
         _stamp({"part": "ablations", "variant": name, "train_seed": seed, "train_minutes": round(result.minutes, 2),
@@ -398,13 +398,12 @@ def measure_curve(judge, threads: int, recipe: str, points: int, out_dir: str | 
                 _stamp({"part": "curve", "recipe": recipe, "train_seed": train_seed, **rec}, threads)
             spent[0] += time.perf_counter() - t0
 
-    result, rec_cfg, fields = recipes.t2v_mmdit(progress=True, evaluate=False, callback=callback, callback_every=every,
-                                                **kw)
-    _stamp({"part": "curve-run", "recipe": recipe, "train_seed": train_seed, "stages": fields["stages"],
+    run = recipes.t2v_mmdit(progress=True, evaluate=False, callback=callback, callback_every=every, **kw)
+    result = run.result
+    _stamp({"part": "curve-run", "recipe": recipe, "train_seed": train_seed, "stages": run.card["stages"],
             "train_minutes": round(result.minutes, 2), "evaluation_minutes": round(spent[0] / 60, 2)}, threads)
     if out_dir is not None:
-        card = recipes._card("t2v-mmdit", result, rec_cfg) | fields
-        save_pretrained("t2v-mmdit", result.ema, "mmdit", card, out_dir)
+        save_pretrained("t2v-mmdit", run.model, run.kind, run.card, out_dir)
         print(f"wrote {out_dir}/t2v-mmdit.safetensors and .json")
 
 

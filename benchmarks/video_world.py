@@ -87,7 +87,8 @@ def measure_text_encoder(n: int, seed: int, threads: int) -> None:
 def measure_text_encoder_short(threads: int) -> None:
     from minidiff.recipes import text_encoder
 
-    result, _, metrics = text_encoder(minutes=1.0, n_videos=2000, n_eval=500, progress=False)
+    run = text_encoder(minutes=1.0, n_videos=2000, n_eval=500, progress=False)
+    result, metrics = run.result, run.card["metrics"]
     rec = {"component": "text-encoder-short", "train_steps": result.step, "train_minutes": round(result.minutes, 2),
            **{k: v for k, v in metrics.items() if k != "source"}, "n_videos_train": 2000, "n_eval": 500,
            "threads": threads, "date": datetime.date.today().isoformat()}

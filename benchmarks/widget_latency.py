@@ -3,8 +3,8 @@ quiet) and appends its per-control records to benchmarks/results/widget_latency.
 
 usage: python benchmarks/widget_latency.py [pytest -k expression]
 Each record: {"lesson", "widget", "control", "round", "seconds", "final_seconds", "fast_mode", "threads", "date"}
-(every control is moved 3 times, back and forth: rounds 0-2), plus one {"lesson", "run_all_seconds", "date"} per
-lesson.
+(every control is moved 3 times, back and forth: rounds 0-2), plus one
+{"lesson", "run_through_last_widget_seconds", "date"} per lesson (older records: "run_all_seconds").
 "seconds" runs from the key press or click to the first new picture, "final_seconds" to the final one (the same,
 but for a widget that shows a coarse preview first). The lessons run in fast mode (MINIDIFF_FAST=1), as in the
 test: the widgets draw the same pictures from the same shipped models; what fast mode shrinks is the training and

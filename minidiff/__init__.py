@@ -17,12 +17,16 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
      models            models/unet, models/dit, models/mmdit, models/vae, models/text (tokenizer, text encoder,
                        tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge)
   3. data              digits, a photo, 2-D toys, moving-digits videos with captions
+     latents           moving-digit videos encoded once by a video VAE, cached in data/cache/
      eval              classifier training, accuracy, Fréchet distance, the video judge, PSNR, caption retrieval
+     viz               plots, animations, the live loss curve
      train             the one training loop (AdamW, EMA, clipping, time budget, atomic checkpoints, resume, DDP)
-     pretrained        shipped checkpoints: data/pretrained/NAME.safetensors + NAME.json
-  4. recipes           the exact configs and runs that produce every shipped checkpoint (python -m minidiff.recipes)
-     viz, widgets      plots, animations and the lessons' interactive widgets
-     exercises/        one module of checks per lesson, build.py (student notebooks), python -m minidiff.exercises
+     pretrained        shipped checkpoints: data/pretrained/NAME.safetensors + NAME.json, installing a new one
+  4. recipes/          the exact settings and runs that produce every shipped checkpoint (python -m minidiff.recipes):
+                       configs, images, video, __main__ (the command line)
+     widgets           the lessons' interactive widgets
+     exercises/        one module of checks per lesson, build (student notebooks), grade, runner, nbgrader_source,
+                       __main__ (python -m minidiff.exercises)
 """
 
 from .utils import bf16_is_fast, device, fast_mode, seed_everything

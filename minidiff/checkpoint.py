@@ -136,3 +136,33 @@ def load(path: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch
         raise ValueError(f"checkpoint {path} is corrupt or not a safetensors file ({type(e).__name__}: {e}); "
                          "delete it and train again, or restore it from git") from None
     return tensors, meta
+
+
+# ------------------------------------------------------------------------------------ the optimizer's state in a file
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state_dict split for safetensors: its tensors as "optim.<param id>.<name>" (e.g. Adam's exp_avg)
+    and the rest (param_groups, scalar state) as JSON-serialisable metadata."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """The inverse of `optimizer_tensors`: put the saved state back into `opt`."""
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta.get("scalars", {}).items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

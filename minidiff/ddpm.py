@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .checks import check_batch, check_ddpm_t, check_float_tensor, check_int, check_like, check_shape
+from .guidance import label_cond
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device, t_batch
 from .schedules import NoiseSchedule, extract
 
@@ -109,6 +110,16 @@ def ddpm_loss(
     xt = q_sample(schedule, x0, noise, t)
     pred = model(xt, t, **cond)
     return torch.mean((pred.float() - noise.float()) ** 2)
+
+
+def ddpm_loss_fn(schedule: NoiseSchedule, num_classes: int, label_dropout: float):
+    """L_simple with class labels, each dropped to the null label with probability `label_dropout` (ready for
+    classifier-free guidance), as loss_fn(model, x, y, generator) for `train.train`."""
+
+    def loss_fn(model, x, y, g):
+        return ddpm_loss(model, schedule, x, cond=label_cond(y, num_classes, label_dropout, g), generator=g)
+
+    return loss_fn
 
 
 @torch.no_grad()

@@ -21,7 +21,10 @@ DiT's train.py (facebookresearch/DiT) and Open-Sora's scripts/train.py are built
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -60,13 +63,14 @@ class Context:
 
     # --- collectives (no-ops in a single process) ---------------------------------------------------------------
 
-    def mean(self, value: float) -> float:
-        """The mean of `value` over all ranks."""
+    def mean(self, values: torch.Tensor) -> list[float]:
+        """The mean over all ranks of each entry of `values` (e.g. the losses since the last log), as floats."""
+        t = values.detach().to(torch.float64)
         if not self.distributed:
-            return value
-        t = torch.tensor([float(value)], dtype=torch.float64, device=_comm_device())
+            return t.tolist()
+        t = t.to(_comm_device())
         _collective(lambda: torch.distributed.all_reduce(t), "averaging the loss")
-        return float(t.item()) / self.world_size
+        return (t.cpu() / self.world_size).tolist()
 
     def any(self, flag: bool) -> bool:
         """True on every rank if it is True on any rank (so all ranks stop at the same step)."""
@@ -176,6 +180,15 @@ def peer_failure(error: BaseException, what: str, checkpoint_path: str | None = 
         f"{TIMEOUT_ENV}). Underlying error: {first}.{resume}")
 
 
+def raise_peer_failure(error: RuntimeError, what: str, checkpoint_path: str | None = None) -> None:
+    """Inside `except RuntimeError`: raise the clear DistributedError if `error` means another rank is gone (crashed,
+    killed, hung), else `error` itself."""
+    cause = error.__cause__ if isinstance(error, DistributedError) and error.__cause__ else error
+    if cause is error and not is_peer_failure(error):
+        raise error
+    raise peer_failure(cause, what, checkpoint_path) from cause
+
+
 def _collective(fn, what: str) -> None:
     try:
         fn()
@@ -183,3 +196,54 @@ def _collective(fn, what: str) -> None:
         if is_peer_failure(e):
             raise peer_failure(e, what) from e
         raise
+
+
+# ------------------------------------------------------------------------------ the glue train() uses under torchrun
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of rank `rank`'s loss generator when a run (re)starts at `step` under torchrun: a hash of the three,
+    so no two ranks (and no rank and the shared batch-index generator, seeded `seed`) draw the same noise."""
+    return int.from_bytes(hashlib.sha256(f"minidiff-{seed}-{rank}-{step}".encode()).digest()[:8], "little") >> 1
+
+
+def loss_generator(ctx: Context, batch_generator: torch.Generator, seed: int, step: int,
+                   saved: torch.Tensor | None = None) -> torch.Generator:
+    """The generator of a rank's loss randomness (t, noise). In one process it is the batch-index generator itself;
+    under torchrun each rank has its own: restored from `saved` (every rank's state, from the checkpoint) when the
+    run had as many ranks, else seeded with `rank_seed`."""
+    if not ctx.distributed:
+        return batch_generator
+    gen = torch.Generator()
+    if saved is not None and saved.shape[0] == ctx.world_size:
+        gen.set_state(saved[ctx.rank].clone())  # exact resume
+    else:  # a fresh run, or a checkpoint from another number of processes: a new stream per rank
+        gen.manual_seed(rank_seed(seed, ctx.rank, step))
+    return gen
+
+
+class LossModule(torch.nn.Module):
+    """model + loss_fn as one module, so DDP sees every parameter the loss touches (loss_fns may call
+    model.loss(...) or model.encode(...), not only model(...)) and averages their gradients in backward."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        return self.loss_fn(self.model, x, y, generator)
+
+
+def data_parallel(ctx: Context, model: torch.nn.Module, loss_fn: Callable, device: torch.device) -> Callable:
+    """loss(x, y, generator) for one shard: the plain loss_fn in one process, DistributedDataParallel under torchrun
+    (whose backward averages the gradients across ranks)."""
+    if not ctx.distributed:
+        return lambda x, y, g: loss_fn(model, x, y, g)
+    from torch.nn.parallel import DistributedDataParallel
+
+    # the U-Net's 1x1 convolutions get weight gradients in channels-last strides; DDP copies them into its
+    # all-reduce buffer (correct, a little slower) and would warn about it at every step
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(LossModule(model, loss_fn),
+                                   device_ids=[device.index] if device.type == "cuda" else None)

@@ -16,6 +16,7 @@ import math
 import torch
 
 from .checks import check_float_tensor, check_flow_t, check_grid, check_like, check_number, check_shape
+from .guidance import label_cond
 from .sampling import Cond, Model, TrajectoryRecorder, TrajectoryStep, check_cond, initial_noise, model_device, t_batch
 
 
@@ -102,6 +103,17 @@ def flow_loss(
     t, noise, xt = noised(x0, generator, logit_normal, shift)
     pred = model(xt, t, **cond)
     return torch.mean((pred.float() - velocity_target(x0, noise).float()) ** 2)
+
+
+def flow_loss_fn(num_classes: int, label_dropout: float, logit_normal: bool = True):
+    """`flow_loss` with class labels, each dropped to the null label with probability `label_dropout` (for
+    guidance), as loss_fn(model, x, y, generator) for `train.train`."""
+
+    def loss_fn(model, x, y, g):
+        return flow_loss(model, x, cond=label_cond(y, num_classes, label_dropout, g), generator=g,
+                         logit_normal=logit_normal)
+
+    return loss_fn
 
 
 @torch.no_grad()

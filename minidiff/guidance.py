@@ -4,7 +4,8 @@
 
 scale = 1 is the plain conditional model, scale = 0 the unconditional one, scale > 1 trades diversity for
 adherence to the condition. It works for any prediction that is linear in the score: eps (DDPM, DDIM) and the
-velocity of flow matching alike, so one wrapper serves every sampler in the package.
+velocity of flow matching alike, so one wrapper serves every sampler in the package. The same network learns both
+predictions because training replaces the condition by a null one now and then (`drop_labels`, `label_cond`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,37 @@ import torch
 import torch.nn as nn
 
 from .checks import check_number
+
+# ---------------------------------------------------------------------------------- training: drop the condition
+
+
+def drop_labels(y: torch.Tensor | None, null: int | torch.Tensor, p: float,
+                generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Replace each entry of a condition (B, ...) by its null value with probability p, independently per sample.
+
+    Classifier-free guidance needs one network that knows both p(x | y) and p(x): training with p ~ 0.1 of the
+    conditions dropped teaches the second. `null` is the null label (an int, for class labels) or a tensor that
+    broadcasts to one sample's condition (e.g. the empty caption's embedding). Random numbers come from `generator`
+    on the CPU, so a seeded run drops the same samples on every device.
+    """
+    if y is None or p <= 0:
+        return y
+    if not 0 <= p <= 1:
+        raise ValueError(f"the drop probability must lie in [0, 1], got {p}")
+    drop = (torch.rand(y.shape[0], generator=generator) < p).to(y.device)
+    drop = drop.reshape(-1, *([1] * (y.ndim - 1)))
+    null_t = torch.as_tensor(null, dtype=y.dtype, device=y.device)
+    return torch.where(drop, null_t, y)
+
+
+def label_cond(y: torch.Tensor | None, num_classes: int, p: float, generator: torch.Generator | None = None
+               ) -> dict[str, torch.Tensor] | None:
+    """cond = {"y": labels} for model(x, t, **cond), each label replaced by the null label (= num_classes) with
+    probability p; None (unconditional) without labels."""
+    return None if y is None else {"y": drop_labels(y, num_classes, p, generator)}
+
+
+# ------------------------------------------------------------------------------------------- sampling: guide
 
 
 def cfg_combine(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -126,3 +126,17 @@ def load_pretrained(name: str, root: str | Path = ROOT, device: str | torch.devi
     checkpoint.check_finite(tensors, f"{name}.safetensors")
     model.load_state_dict(tensors)
     return model.to(device).eval(), card
+
+
+def install(name: str, run_dir: str | Path, root: str | Path | None = None) -> None:
+    """Copy run_dir/NAME.{safetensors,json} over the shipped root/NAME.* : each is first copied to a temporary
+    file next to its target, then renamed over it (weights first, then the card), so the shipped files are never
+    half-written and stay as they were if the run's files are missing."""
+    import shutil
+
+    root = Path(root) if root is not None else ROOT
+    run_dir = Path(run_dir)
+    load_pretrained(name, run_dir)  # the new files are complete and consistent, or this raises
+    for ext in (".safetensors", ".json"):
+        src = run_dir / f"{name}{ext}"
+        checkpoint.write_atomic(root / f"{name}{ext}", lambda tmp, src=src: shutil.copyfile(src, tmp), ext)

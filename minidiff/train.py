@@ -2,6 +2,11 @@
 atomic safetensors checkpoints and exact resume — in one process, or in several under torchrun (DDP).
 
     result = train(model, loss_fn, (images, labels), TrainConfig(steps=3000, max_minutes=5))
+    result = train(..., checkpoint_path="runs/mine.safetensors")     # resumable: run the same call again
+
+`train` is the loop alone; around it, in this file, the set-up checks (`_check_run`), the run's checkpoint
+(`save_checkpoint` / `load_checkpoint`) and the log (`TrainLog`: progress bar, loss history, time budget, warnings);
+the optimizer's file format is in checkpoint.py and the data-parallel glue in distributed.py.
 
 `loss_fn(model, x, y, generator) -> scalar` computes the objective for one batch (e.g. DDPM's L_simple); all its
 randomness must come from `generator` (a CPU generator: draw on the CPU, then move to the device), so that a run
@@ -16,13 +21,13 @@ checkpoint (holding every rank's random state, so resume is exact) and draws the
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import hashlib
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -50,11 +55,13 @@ class TrainConfig:
     max_minutes: float | None = None  # stop early after this much wall time (the learner's budget)
     seed: int = 0
     bf16: bool | None = None  # bfloat16 autocast; None = use it where it is fast (AMX CPUs, GPUs)
-    checkpoint_path: str | None = None
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # steps between checkpoints (where they go is train()'s checkpoint_path)
     log_every: int = 25
     live_plot: bool = False  # redraw a loss curve in the notebook every `plot_every` steps
     plot_every: int = 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -138,29 +145,113 @@ class DivergingLoss(UserWarning):
 
 DIVERGENCE_FACTOR = 100.0
 
-
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{pid}.{k}"] = v
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor]
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, pid, k = key.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    for key, v in meta.get("scalars", {}).items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+# ------------------------------------------------------------------------------------------------------ the loop
+
+
+def train(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor | None], config: TrainConfig,
+          device: torch.device | str | None = None, checkpoint_path: str | None = None, resume: bool = True,
+          progress: bool = True, callback: Callable[[int, nn.Module], None] | None = None, callback_every: int = 0
+          ) -> TrainResult:
+    """Train `model` on `data` = (x, y or None) with minibatches drawn uniformly at random; returns the model, its EMA
+    copy (sample from that one) and the loss history.
+
+    With a `checkpoint_path`, a checkpoint is written every `config.checkpoint_every` steps and at the end; if it
+    exists (and `resume`), training continues from it exactly. Interrupting it (Ctrl-C, the notebook's stop button)
+    ends training cleanly: the checkpoint is written, the result so far returned. `callback(step, ema)` runs every
+    `callback_every` steps on the main process (e.g. to measure a curve); its time is not training time.
+    Under torchrun it trains data-parallel (see the module docstring); every rank returns the same model.
+    """
+    ctx = distributed.context()
+    device, (x_all, y_all) = _check_run(model, loss_fn, data, config, ctx, device, checkpoint_path)
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                            betas=tuple(config.adam_betas))
+    gen = torch.Generator().manual_seed(config.seed)  # batch indices: the same on every rank
+    ctx.barrier()  # rank 0's checks, and any checkpoint it wrote, come before the others read
+    step, losses, saved_rngs = load_checkpoint(checkpoint_path if resume else None, model, ema, opt, gen)
+    noise_gen = distributed.loss_generator(ctx, gen, config.seed, step, saved_rngs)
+    loss_step = distributed.data_parallel(ctx, model, loss_fn, device)
+    x_all, y_all = x_all.to(device), (y_all.to(device) if y_all is not None else None)
+    shard = config.batch_size // ctx.world_size
+    lo = ctx.rank * shard
+    use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
+    log = TrainLog(config, ctx, losses, step, progress, checkpoint_path)
+
+    def save(final: bool = False) -> None:
+        # interrupted under torchrun, the ranks may have stopped at different points: no collective, rank 0 keeps its
+        # weights, and the ranks' noise streams restart from (seed, rank, step) on resume
+        alone = final and stopped_by == "interrupted" and ctx.distributed
+        states = ctx.gather(noise_gen.get_state()) if ctx.distributed and not alone else None  # a collective
+        if ctx.is_main:
+            save_checkpoint(checkpoint_path, model, ema, opt, step, gen, log.losses, config, rank_rngs=states)
+        if final and not alone:
+            ctx.barrier()  # no rank returns before the checkpoint exists
+
+    stopped_by = "steps"
+    try:
+        while step < config.steps:
+            if ctx.any(log.time_up()):  # every rank stops at the same step, whichever clock ran out first
+                stopped_by = "time"
+                break
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(config, step)
+            idx = torch.randint(0, x_all.shape[0], (config.batch_size,), generator=gen)[lo:lo + shard].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = loss_step(x_all[idx], y_all[idx] if y_all is not None else None, noise_gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # under DDP this also averages the gradients across ranks
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            ema_update(ema, model, config.ema_decay)
+            step += 1
+            log.add(loss, step)
+            if checkpoint_path and step % config.checkpoint_every == 0:
+                log.flush()  # a checkpoint never holds weights after a non-finite loss
+                save()
+            if callback is not None and callback_every and step % callback_every == 0 and ctx.is_main:
+                with log.paused():  # a measurement is not training time
+                    callback(step, ema)
+        log.flush()
+    except KeyboardInterrupt:  # a learner stopped the cell: keep what was trained
+        stopped_by = "interrupted"
+        log.flush(across_ranks=False)  # the ranks may have stopped at different steps
+    except RuntimeError as e:  # under torchrun: another rank crashed or hung -> say so, instead of torch's message
+        if not ctx.distributed or isinstance(e, NonFiniteLoss):
+            raise
+        distributed.raise_peer_failure(e, f"training step {step + 1}", checkpoint_path)
+    log.close()
+    if checkpoint_path:
+        save(final=True)
+    model.eval()
+    return TrainResult(model, ema, log.losses, step, log.minutes(), stopped_by, world_size=ctx.world_size,
+                       device=str(device))
+
+
+# ----------------------------------------------------------------------------------------- set-up and checkpoints
+
+
+def _check_run(model: nn.Module, loss_fn: LossFn, data: object, config: TrainConfig, ctx: distributed.Context,
+               device: torch.device | str | None, checkpoint_path: str | None
+               ) -> tuple[torch.device, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Everything train() is given, checked before any work: (the device to train on, (x, y))."""
+    check_config(config)
+    if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
+        raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be a function loss_fn(model, x, y, generator), got {type(loss_fn).__name__}")
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"TrainConfig.batch_size {config.batch_size} (the global batch) must be divisible by the "
+                         f"{ctx.world_size} processes torchrun started: choose a multiple of {ctx.world_size} or "
+                         "another --nproc_per_node")
+    data = check_data(data)
+    if checkpoint_path and ctx.is_main:  # fail now, not at the first save after hours of training
+        checkpoint.check_writable(checkpoint_path, "checkpoint_path")
+    return ctx.device(device) or next(model.parameters()).device, data
 
 
 def save_checkpoint(path: str, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer, step: int,
@@ -170,37 +261,42 @@ def save_checkpoint(path: str, model: nn.Module, ema: nn.Module, opt: torch.opti
     (+ under torchrun, `rank_rngs`: each rank's loss generator state, in rank order)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    ot, ometa = _optimizer_tensors(opt)
-    tensors.update(ot)
+    opt_tensors, opt_meta = checkpoint.optimizer_tensors(opt)
+    tensors.update(opt_tensors)
     tensors["rng"] = generator.get_state()
     if rank_rngs is not None:
         tensors["rank_rngs"] = torch.stack(list(rank_rngs))
     tensors["losses"] = torch.tensor(list(losses), dtype=torch.float64)
-    meta = {"step": step, "optimizer": ometa, "train_config": asdict(config),
+    meta = {"step": step, "optimizer": opt_meta, "train_config": asdict(config),
             "world_size": len(rank_rngs) if rank_rngs is not None else 1, **(extra or {})}
     checkpoint.save_atomic(path, tensors, meta)
 
 
-def rank_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of rank `rank`'s loss generator when a run (re)starts at `step` under torchrun: a hash of the three,
-    so no two ranks (and no rank and the shared batch-index generator, seeded `seed`) draw the same noise."""
-    return int.from_bytes(hashlib.sha256(f"minidiff-{seed}-{rank}-{step}".encode()).digest()[:8], "little") >> 1
+def load_checkpoint(path: str | None, model: nn.Module, ema: nn.Module, opt: torch.optim.Optimizer,
+                    generator: torch.Generator) -> tuple[int, list[float], torch.Tensor | None]:
+    """Restore a run written by `save_checkpoint` into model, ema, opt and generator; returns (step, losses, every
+    rank's loss-generator state or None), or (0, [], None) to start afresh when there is no file at `path`."""
+    if not path or not os.path.exists(path):
+        return 0, [], None
+    tensors, meta = checkpoint.load(path)
+    if "optimizer" not in meta or "step" not in meta or "rng" not in tensors or "losses" not in tensors:
+        raise ValueError(f"{path} is not a training checkpoint (it has no optimizer state, step or random state; "
+                         "a model saved with save_pretrained cannot be resumed): delete it or choose another "
+                         "checkpoint_path")
+    checkpoint.check_finite({k: v for k, v in tensors.items() if k != "losses"}, path)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as e:
+        raise ValueError(f"the checkpoint {path} was written for a different model ({str(e).splitlines()[0]}); "
+                         "delete it, choose another checkpoint_path, or pass resume=False") from None
+    checkpoint.load_optimizer(opt, tensors, meta["optimizer"])
+    generator.set_state(tensors["rng"])
+    return int(meta["step"]), tensors["losses"].tolist(), tensors.get("rank_rngs")
 
 
-class _LossModule(nn.Module):
-    """model + loss_fn as one module, so DDP sees every parameter the loss touches (loss_fns may call
-    model.loss(...) or model.encode(...), not only model(...)) and averages their gradients in backward."""
-
-    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
-        return self.loss_fn(self.model, x, y, generator)
-
-
-def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta (buffers copied)."""
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
             pe.lerp_(pm.detach(), 1 - decay)
@@ -208,211 +304,98 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             be.copy_(bm)
 
 
-class LivePlot:
-    """A loss curve redrawn in place in a notebook (a display handle, so the progress bar above it stays)."""
-
-    def __init__(self) -> None:
-        self.handle = None
-
-    def __call__(self, losses: list[float], step: int) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
-        fig, ax = plt.subplots(figsize=(6, 2.8))
-        ax.plot(losses, alpha=0.3, label="loss")
-        k = max(1, len(losses) // 50)
-        smooth = [sum(losses[max(0, i - k):i + 1]) / len(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
-        ax.plot(smooth, label="running mean")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_title(f"training loss (step {step})")
-        ax.legend()
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+# ------------------------------------------------------------------------------------------------------ logging
 
 
-def train(
-    model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor | None, torch.Generator], torch.Tensor],
-    data: tuple[torch.Tensor, torch.Tensor | None],
-    config: TrainConfig,
-    device: torch.device | str | None = None,
-    resume: bool = True,
-    progress: bool = True,
-    callback: Callable[[int, nn.Module], None] | None = None,
-    callback_every: int = 0,
-) -> TrainResult:
-    """Train `model` on `data` = (x, y or None) with minibatches drawn uniformly at random.
+class TrainLog:
+    """The loss history, the progress bar, the time budget and the warnings of one run.
 
-    If `config.checkpoint_path` exists and `resume`, training continues from it (same step count, optimizer, EMA,
-    random state); checkpoints are written every `checkpoint_every` steps and at the end. Returns the trained model,
-    its EMA copy (use that one for sampling) and the loss history. Interrupting it (Ctrl-C, the notebook's stop
-    button) ends training cleanly: the checkpoint is written and the result so far is returned.
-    `callback(step, ema)` runs every `callback_every` steps on the main process (e.g. to measure a curve); its time
-    counts neither toward the time budget nor toward the minutes reported.
-    Under torchrun it trains data-parallel (see the module docstring); every rank returns the same model.
-    """
-    from tqdm.auto import tqdm
+    Each step's loss stays on the device until the next log line (every `log_every` steps, before a checkpoint, at
+    the end): reading it back with .item() every step would wait for the device every step, as DiT's and nanoGPT's
+    loops avoid. Then the losses are averaged over the ranks, checked (a non-finite loss stops the run and names its
+    step) and the running mean is compared with its best (a loss grown DIVERGENCE_FACTOR-fold warns once)."""
 
-    check_config(config)
-    if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
-        raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be a function loss_fn(model, x, y, generator), got {type(loss_fn).__name__}")
-    ctx = distributed.context()
-    if config.batch_size % ctx.world_size:
-        raise ValueError(f"TrainConfig.batch_size {config.batch_size} (the global batch) must be divisible by the "
-                         f"{ctx.world_size} processes torchrun started: choose a multiple of {ctx.world_size} or "
-                         "another --nproc_per_node")
-    device = ctx.device(device) or next(model.parameters()).device
-    x_all, y_all = check_data(data)
-    path = config.checkpoint_path
-    if path and ctx.is_main:  # fail now, not at the first save after hours of training
-        checkpoint.check_writable(path, "checkpoint_path")
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    learning_rate(config, 0)  # validates the schedule
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                            betas=tuple(config.adam_betas))
-    gen = torch.Generator().manual_seed(config.seed)  # batch indices: the same on every rank
-    losses: list[float] = []
-    step = 0
-    rank_rngs = None
-    ctx.barrier()  # rank 0's check above, and any checkpoint it wrote, come before the others read
-    if path and resume and os.path.exists(path):
-        tensors, meta = checkpoint.load(path)
-        if "optimizer" not in meta or "step" not in meta or "rng" not in tensors or "losses" not in tensors:
-            raise ValueError(f"{path} is not a training checkpoint (it has no optimizer state, step or random state; "
-                             "a model saved with save_pretrained cannot be resumed): delete it or choose another "
-                             "checkpoint_path")
-        checkpoint.check_finite({k: v for k, v in tensors.items() if k != "losses"}, path)
-        try:
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        except RuntimeError as e:
-            raise ValueError(
-                f"the checkpoint {path} was written for a different model ({str(e).splitlines()[0]}); "
-                "delete it, choose another checkpoint_path, or pass resume=False"
-            ) from None
-        _load_optimizer(opt, tensors, meta["optimizer"])
-        gen.set_state(tensors["rng"])
-        losses = tensors["losses"].tolist()
-        step = int(meta["step"])
-        rank_rngs = tensors.get("rank_rngs")
-    # each rank's loss randomness (t, noise): in one process the same generator as the indices (as it always was)
-    noise_gen = gen
-    if ctx.distributed:
-        noise_gen = torch.Generator()
-        if rank_rngs is not None and rank_rngs.shape[0] == ctx.world_size:
-            noise_gen.set_state(rank_rngs[ctx.rank].clone())  # exact resume
-        else:  # a fresh run, or a checkpoint from another number of processes: a new stream per rank
-            noise_gen.manual_seed(rank_seed(config.seed, ctx.rank, step))
-    x_all = x_all.to(device)
-    y_all = y_all.to(device) if y_all is not None else None
-    n = x_all.shape[0]
-    shard = config.batch_size // ctx.world_size
-    lo = ctx.rank * shard
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
+    def __init__(self, config: TrainConfig, ctx: distributed.Context, losses: list[float], step: int,
+                 progress: bool, checkpoint_path: str | None) -> None:
+        from tqdm.auto import tqdm
 
-        step_fn: nn.Module | Callable = DistributedDataParallel(
-            _LossModule(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None)
-        # the U-Net's 1x1 convolutions get weight gradients in channels-last strides; DDP copies them into its
-        # all-reduce buffer (correct, a little slower) and would warn about it at every step
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    else:
-        def step_fn(xb, yb, g):
-            return loss_fn(model, xb, yb, g)
+        self.config, self.ctx, self.losses, self.path, self.progress = config, ctx, losses, checkpoint_path, progress
+        self.pending: list[torch.Tensor] = []
+        self.best, self.warned = None, False
+        self.live_plot = None
+        if config.live_plot and ctx.is_main:
+            from .viz import LivePlot
 
-    def save() -> None:
-        states = ctx.gather(noise_gen.get_state()) if ctx.distributed else None  # a collective: every rank calls it
-        if ctx.is_main:
-            save_checkpoint(path, model, ema, opt, step, gen, losses, config, rank_rngs=states)
+            self.live_plot = LivePlot()
+        budget = f" (stops after {config.max_minutes:g} min)" if config.max_minutes is not None else ""
+        procs = f" on {ctx.world_size} processes" if ctx.distributed else ""
+        self.bar = tqdm(total=config.steps, initial=step, desc="training" + procs + budget,
+                        disable=not progress or not ctx.is_main)
+        self.start = time.perf_counter()
 
-    start = time.perf_counter()
-    stopped_by = "steps"
-    live_plot = LivePlot() if config.live_plot and ctx.is_main else None
-    use_bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
-    budget = f" (stops after {config.max_minutes:g} min)" if config.max_minutes is not None else ""
-    procs = f" on {ctx.world_size} processes" if ctx.distributed else ""
-    bar = tqdm(total=config.steps, initial=step, desc="training" + procs + budget,
-               disable=not progress or not ctx.is_main)
-    best_window, warned = None, False
-    try:
-        while step < config.steps:
-            time_up = config.max_minutes is not None and (time.perf_counter() - start) / 60 >= config.max_minutes
-            if ctx.any(time_up):  # every rank stops at the same step, whichever clock ran out first
-                stopped_by = "time"
-                break
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(config, step)
-            idx = torch.randint(0, n, (config.batch_size,), generator=gen)[lo:lo + shard].to(device)
-            xb, yb = x_all[idx], (y_all[idx] if y_all is not None else None)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = step_fn(xb, yb, noise_gen)
-            value = ctx.mean(loss.detach().item())  # every rank sees the same value, so all raise together
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.start) / 60
+
+    def time_up(self) -> bool:
+        return self.config.max_minutes is not None and self.minutes() >= self.config.max_minutes
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside does not count as training time."""
+        paused = time.perf_counter()
+        yield
+        self.start += time.perf_counter() - paused
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        """Record step `step`'s loss; every `log_every` steps write the log line (and redraw the live plot)."""
+        self.pending.append(loss.detach())
+        self.bar.update(1)
+        c = self.config
+        if step % c.log_every == 0 or (c.live_plot and step % c.plot_every == 0):  # the same steps on every rank
+            self.flush()
+        if step % c.log_every == 0:
+            self._log_line(step)
+        if self.live_plot is not None and step % c.plot_every == 0:
+            self.live_plot(self.losses, step)
+
+    def flush(self, across_ranks: bool = True) -> None:
+        """Read the pending losses back (one device sync), averaged over the ranks (a collective: every rank calls it
+        at the same step, unless `across_ranks` is False); raise on a non-finite one."""
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).float()
+        # averaged, every rank sees the same values, so all raise together
+        values = self.ctx.mean(values) if across_ranks else values.double().tolist()
+        first = len(self.losses) + 1
+        self.pending = []
+        for i, value in enumerate(values):
             if not math.isfinite(value):
                 raise NonFiniteLoss(
-                    f"the loss became {value} at step {step + 1}; lower the learning rate (now {config.lr}) or check "
-                    "the data for NaNs" + (f"; the last good checkpoint is {path}" if path else "")
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # under DDP this also averages the gradients across ranks
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
-            _ema_update(ema, model, config.ema_decay)
-            losses.append(value)
-            step += 1
-            bar.update(1)
-            if step % config.log_every == 0:
-                window = sum(losses[-config.log_every:]) / config.log_every
-                if best_window is None or window < best_window:
-                    best_window = window
-                elif not warned and best_window > 0 and window > DIVERGENCE_FACTOR * best_window:
-                    warned = True
-                    message = (f"the loss grew from {best_window:.3g} to {window:.3g} (mean of {config.log_every} "
-                               f"steps, at step {step}): training is diverging; lower the learning rate (now "
-                               f"{config.lr:g}) or clip gradients (grad_clip)")
-                    if ctx.is_main:
-                        warnings.warn(message, DivergingLoss, stacklevel=2)
-                        if progress:
-                            tqdm.write("warning: " + message)
-                info = {"loss": f"{window:.4f}"}
-                if config.max_minutes is not None:  # the time budget, not the step count, ends these runs
-                    left = max(0.0, config.max_minutes * 60 - (time.perf_counter() - start))
-                    info["time_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
-                bar.set_postfix(info)
-            if live_plot is not None and step % config.plot_every == 0:
-                live_plot(losses, step)
-            if path and step % config.checkpoint_every == 0:
-                save()
-            if callback is not None and callback_every and step % callback_every == 0 and ctx.is_main:
-                paused = time.perf_counter()
-                callback(step, ema)
-                start += time.perf_counter() - paused  # a measurement is not training time
-    except KeyboardInterrupt:  # a learner stopped the cell: keep what was trained
-        stopped_by = "interrupted"
-    except RuntimeError as e:  # under torchrun: another rank crashed or hung -> say so, instead of torch's message
-        if not ctx.distributed or isinstance(e, NonFiniteLoss):
-            raise
-        cause = e.__cause__ if isinstance(e, distributed.DistributedError) and e.__cause__ else e
-        if cause is e and not distributed.is_peer_failure(e):
-            raise
-        raise distributed.peer_failure(cause, f"training step {step + 1}", path) from cause
-    bar.close()
-    if path:
-        if stopped_by == "interrupted" and ctx.distributed:
-            # the ranks may have stopped at different points, so no collective now: rank 0 keeps its weights; the
-            # ranks' noise streams restart from (seed, rank, step) on resume
-            if ctx.is_main:
-                save_checkpoint(path, model, ema, opt, step, gen, losses, config)
-        else:
-            save()
-            ctx.barrier()  # no rank returns before the checkpoint exists
-    model.eval()
-    return TrainResult(model, ema, losses, step, (time.perf_counter() - start) / 60, stopped_by,
-                       world_size=ctx.world_size, device=str(device))
+                    f"the loss became {value} at step {first + i}; lower the learning rate (now {self.config.lr}) or "
+                    "check the data for NaNs" + (f"; the last good checkpoint is {self.path}" if self.path else ""))
+        self.losses.extend(values)
+
+    def _log_line(self, step: int) -> None:
+        from tqdm.auto import tqdm
+
+        c = self.config
+        window = sum(self.losses[-c.log_every:]) / c.log_every
+        if self.best is None or window < self.best:
+            self.best = window
+        elif not self.warned and self.best > 0 and window > DIVERGENCE_FACTOR * self.best:
+            self.warned = True
+            message = (f"the loss grew from {self.best:.3g} to {window:.3g} (mean of {c.log_every} steps, at step "
+                       f"{step}): training is diverging; lower the learning rate (now {c.lr:g}) or clip gradients "
+                       "(grad_clip)")
+            if self.ctx.is_main:
+                warnings.warn(message, DivergingLoss, stacklevel=3)
+                if self.progress:
+                    tqdm.write("warning: " + message)
+        info = {"loss": f"{window:.4f}"}
+        if c.max_minutes is not None:  # the time budget, not the step count, ends these runs
+            left = max(0.0, c.max_minutes * 60 - (time.perf_counter() - self.start))
+            info["time_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+        self.bar.set_postfix(info)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -64,3 +64,24 @@ def fast_mode() -> bool:
     Fast mode only shrinks budgets (training steps, sample counts); no checked output may depend on it.
     """
     return os.environ.get(FAST_ENV, "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def check_device(name: str | None) -> torch.device:
+    """The --device to train on: None = the best available (CUDA, then MPS, then the CPU); a device that is not there
+    is an error that says what is."""
+    if name is None or name == "auto":
+        return device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False; a "
+                         "CPU-only torch build, or no driver); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices (0-based)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: minidiff trains on cpu, cuda or mps")
+    return dev

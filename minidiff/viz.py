@@ -273,3 +273,29 @@ def save_gif(videos: torch.Tensor, path: str, fps: int = 4, scale: int = 4) -> s
 
     write_atomic(path, write, ".gif", make_folder=False)
     return str(path)
+
+
+class LivePlot:
+    """A loss curve redrawn in place in a notebook (a display handle, so the progress bar above it stays); `train`
+    calls it every `TrainConfig.plot_every` steps when `TrainConfig.live_plot` is set."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+    def __call__(self, losses: list[float], step: int) -> None:
+        from IPython.display import display
+
+        fig, ax = plt.subplots(figsize=(6, 2.8))
+        ax.plot(losses, alpha=0.3, label="loss")
+        k = max(1, len(losses) // 50)
+        smooth = [sum(losses[max(0, i - k):i + 1]) / len(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
+        ax.plot(smooth, label="running mean")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"training loss (step {step})")
+        ax.legend()
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)

@@ -43,8 +43,9 @@ def main(mode: str, out: str, steps: int, batch: int = 8) -> None:
         return F.mse_loss(m(xb + 0.1 * torch.randn(xb.shape, generator=gen)), yb)
 
     config = TrainConfig(steps=steps, batch_size=batch, lr=1e-3, ema_decay=0.9, grad_clip=0.05, seed=3,
-                         checkpoint_path=os.path.join(out, "ckpt.safetensors"), checkpoint_every=2)
-    result = train(model, loss_fn, (x, y), config, progress=False)
+                         checkpoint_every=2)
+    result = train(model, loss_fn, (x, y), config, checkpoint_path=os.path.join(out, "ckpt.safetensors"),
+                   progress=False)
     torch.save({"seen": seen, "state": result.model.state_dict(), "ema": result.ema.state_dict(),
                 "losses": result.losses, "world_size": result.world_size},
                os.path.join(out, f"rank{ctx.rank}.pt"))

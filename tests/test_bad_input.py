@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from minidiff import checkpoint, ddim, ddpm, flow, guidance, pretrained, schedules
 from minidiff.checks import check_int, check_number
 from minidiff.config import Config
+from minidiff.guidance import drop_labels
 from minidiff.models.dit import DiT, DiTConfig
-from minidiff.models.layers import drop_labels, patchify, patchify_video
+from minidiff.models.layers import patchify, patchify_video
 from minidiff.models.mmdit import MMDiT, MMDiTConfig
 from minidiff.models.unet import UNet, UNetConfig
 from minidiff.sampling import check_cond
@@ -120,11 +121,11 @@ def _ddim(**kw):
     return ddim.ddim_sample(unet(), S, (4, 1, 8, 8), steps=kw.pop("steps", 2), progress=False, **kw)
 
 
-def _train(tmp=None, data=None, **cfg):
+def _train(tmp=None, data=None, checkpoint_path=None, **cfg):
     cfg = {"steps": 2, "batch_size": 2, **cfg}
     data = data if data is not None else (X, None)
     return train(unet(), lambda m, x, y, g: flow.flow_loss(m, x, generator=g), data, TrainConfig(**cfg),
-                 progress=False)
+                 checkpoint_path=checkpoint_path, progress=False)
 
 
 def _card(tmp_name: str, text: str):
@@ -517,7 +518,7 @@ def test_recipe_cli_leaves_the_shipped_model_alone_without_install(tmp_path):
 
 
 def test_recipe_install_replaces_only_complete_files(tmp_path):
-    from minidiff.recipes import install
+    from minidiff.pretrained import install
 
     shipped, run = tmp_path / "shipped", tmp_path / "run"
     for d in (shipped, run):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from minidiff import ddim, ddpm, flow
-from minidiff.guidance import ClassifierFreeGuidance
-from minidiff.models.layers import LabelEmbedder, drop_labels, patchify_video, unpatchify_video
+from minidiff.guidance import ClassifierFreeGuidance, drop_labels
+from minidiff.models.layers import LabelEmbedder, patchify_video, unpatchify_video
 from minidiff.models.unet import UNet, UNetConfig
 from minidiff.sampling import TrajectoryStep
 from minidiff.schedules import make_schedule

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from minidiff import distributed
-from minidiff.train import rank_seed
+from minidiff.distributed import rank_seed
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_without_torchrun_there_is_one_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ctx = distributed.context()
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed) == (0, 1, True, False)
-    assert ctx.mean(2.5) == 2.5 and ctx.any(True) and not ctx.any(False)
+    assert ctx.mean(torch.tensor([2.5, 1.0])) == [2.5, 1.0] and ctx.any(True) and not ctx.any(False)
     assert len(ctx.gather(torch.zeros(3))) == 1
 
 
@@ -195,28 +195,31 @@ def test_recipe_presets_and_devices():
     from minidiff import recipes
 
     with pytest.raises(ValueError, match="recipe flow-digits has no preset 'gpu'"):
-        recipes._preset("flow-digits", "gpu")
+        recipes.settings("flow-digits", "gpu")
     with pytest.raises(ValueError, match="t2v-mmdit has no preset 'huge'"):
-        recipes._preset("t2v-mmdit", "huge")
-    assert recipes.check_device("cpu") == torch.device("cpu")
+        recipes.settings("t2v-mmdit", "huge")
+    from minidiff.utils import check_device
+
+    assert check_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="is not a device"):
-        recipes.check_device("gpu")
+        check_device("gpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="PyTorch sees no CUDA GPU here"):
-            recipes.check_device("cuda")
+            check_device("cuda")
     with pytest.raises(ValueError, match="cannot override"):
-        recipes._train_config(recipes.DIT_DIGITS["train"], None, None, lr=1.0)
+        recipes.with_overrides(recipes.DIT_DIGITS["train"], None, None, lr=1.0)
 
 
 def test_gpu_presets_train_on_the_cpu_when_shrunk():
     """The GPU presets' code path, run here for one step with a small batch (no GPU here: see the README)."""
     from minidiff import recipes
 
-    result, _ = recipes.dit_digits(steps=1, progress=False, preset="gpu", batch_size=4, device="cpu")
+    result = recipes.dit_digits(steps=1, progress=False, preset="gpu", batch_size=4, device="cpu").result
     assert result.model.config.hidden_size == recipes.DIT_DIGITS_GPU["dit"].hidden_size == 384
     assert result.step == 1 and torch.isfinite(torch.tensor(result.losses)).all()
-    result, recipe, fields = recipes.t2v_mmdit(steps=1, image_steps=1, progress=False, preset="gpu", batch_size=4,
-                                               n_videos=16, evaluate=False, device="cpu")
+    run = recipes.t2v_mmdit(steps=1, image_steps=1, progress=False, preset="gpu", batch_size=4, n_videos=16,
+                            evaluate=False, device="cpu")
+    result, recipe, fields = run.result, run.card["recipe_config"], run.card
     assert result.model.config.depth_single_blocks == recipes.T2V_MMDIT_GPU["mmdit"].depth_single_blocks == 8
     assert recipe["train"]["batch_size"] == recipe["image_train"]["batch_size"] == 4
     assert fields["stages"]["stills"]["steps"] == fields["stages"]["main"]["steps"] == 1 and result.step == 2
@@ -225,7 +228,7 @@ def test_gpu_presets_train_on_the_cpu_when_shrunk():
 def test_bf16_precision_trains_on_the_cpu():
     from minidiff import recipes
 
-    result, _ = recipes.flow_digits(steps=2, progress=False, bf16=True, batch_size=8)
+    result = recipes.flow_digits(steps=2, progress=False, bf16=True, batch_size=8).result
     assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
 
 

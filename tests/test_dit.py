@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidiff import flow
-from minidiff.guidance import ClassifierFreeGuidance, cfg_combine
+from minidiff.guidance import ClassifierFreeGuidance, cfg_combine, drop_labels
 from minidiff.models.dit import DiT, DiTBlock, DiTConfig, get_2d_sincos_pos_embed
-from minidiff.models.layers import LabelEmbedder, drop_labels, modulate, patchify, unpatchify
+from minidiff.models.layers import LabelEmbedder, modulate, patchify, unpatchify
 
 
 @settings(max_examples=60, deadline=None)

@@ -119,15 +119,15 @@ def test_the_judge_recipe_never_sees_the_reference_split(monkeypatch):
     from minidiff import recipes
     from minidiff.data import load_digits
 
-    seen, real_train = {}, recipes.train_classifier
+    seen, real_train = {}, recipes.images.train_classifier
 
     def fake_train(x, y, **kw):
         seen["x"], seen["y"] = x, y
         return real_train(x[:64], y[:64], steps=2, progress=False)
 
-    monkeypatch.setattr(recipes, "train_classifier", fake_train)
-    monkeypatch.setattr(recipes, "save_pretrained", lambda *a, **k: None)
-    _, card = recipes.digit_classifier(progress=False)
+    monkeypatch.setattr(recipes.images, "train_classifier", fake_train)
+    monkeypatch.setattr(recipes.images, "save_pretrained", lambda *a, **k: None)
+    card = recipes.digit_classifier(progress=False).card
     x_train, y_train = load_digits(16, split="train")
     assert torch.equal(seen["x"], x_train) and torch.equal(seen["y"], y_train)
     assert card["metrics"]["held_out_n"] == len(load_digits(16, split="reference")[1])

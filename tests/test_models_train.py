@@ -63,9 +63,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     full = train(UNet(SMALL), _loss, _toy(), TrainConfig(steps=12, **cfg), progress=False)
     path = str(tmp_path / "run.safetensors")
     torch.manual_seed(0)
-    train(UNet(SMALL), _loss, _toy(), TrainConfig(steps=5, checkpoint_path=path, **cfg), progress=False)
+    train(UNet(SMALL), _loss, _toy(), TrainConfig(steps=5, **cfg), checkpoint_path=path, progress=False)
     torch.manual_seed(123)  # a fresh process would start from different weights: resume must overwrite them
-    resumed = train(UNet(SMALL), _loss, _toy(), TrainConfig(steps=12, checkpoint_path=path, **cfg), progress=False)
+    resumed = train(UNet(SMALL), _loss, _toy(), TrainConfig(steps=12, **cfg), checkpoint_path=path, progress=False)
     assert resumed.step == 12 and len(resumed.losses) == 12
     for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -172,10 +172,37 @@ def test_interrupt_keeps_the_work_and_resume_rejects_another_model(tmp_path):
             raise KeyboardInterrupt
         return _loss(model, x, y, g)
 
-    r = train(UNet(SMALL), loss, _toy(), TrainConfig(steps=10, batch_size=8, checkpoint_path=path), progress=False)
+    r = train(UNet(SMALL), loss, _toy(), TrainConfig(steps=10, batch_size=8), checkpoint_path=path, progress=False)
     assert r.stopped_by == "interrupted" and r.step == 3
     _, meta = checkpoint.load(path)
     assert meta["step"] == 3
     other = UNet(UNetConfig(image_size=8, channels=(8, 16), num_classes=10, groups=4))
     with pytest.raises(ValueError, match="different model"):
-        train(other, _loss, _toy(), TrainConfig(steps=10, batch_size=8, checkpoint_path=path), progress=False)
+        train(other, _loss, _toy(), TrainConfig(steps=10, batch_size=8), checkpoint_path=path, progress=False)
+
+
+def test_the_loop_reads_the_loss_back_once_per_log_line(monkeypatch):
+    """The loss stays on the device between log lines: the loop reads it back (a device sync) once every log_every
+    steps and at the end, not every step, and the history still has every step's loss, in order. (The code before
+    issue 28 read it every step: 12 reads here.)"""
+    import traceback
+
+    reads = []
+
+    def counting(real):
+        def read(self, *a, **k):
+            caller = traceback.extract_stack(limit=2)[0].filename
+            if caller.endswith((os.path.join("minidiff", "train.py"), os.path.join("minidiff", "distributed.py"))):
+                reads.append(self.numel())  # a read made by the loop (Adam's own step counter is not one)
+            return real(self, *a, **k)
+        return read
+
+    for name in ("tolist", "item", "__float__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    values = iter(range(1, 100))
+
+    def loss(model, x, y, g):  # a loss whose value says which step it was
+        return _loss(model, x, y, g) * 0 + next(values)
+
+    r = train(UNet(SMALL), loss, _toy(), TrainConfig(steps=12, batch_size=8, log_every=5), progress=False)
+    assert reads == [5, 5, 2] and r.losses == [float(v) for v in range(1, 13)]

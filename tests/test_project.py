@@ -86,3 +86,58 @@ def test_lessons_cite_what_a_learner_can_open(nb):
     text = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "markdown")
     bad = re.findall(r"(?i)\b(?:source texts?|seed texts?|the seeds\b|course notes|\.\./shared)", text)
     assert not bad, f"{nb.name} cites {bad}: cite the paper, post or file instead"
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """minidiff module -> the minidiff modules it imports, at the top or inside a function."""
+    import ast
+
+    pkg = ROOT / "minidiff"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in pkg.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]  # the package of relative imports
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = here.rsplit(".", node.level - 1)[0] if node.level > 1 else here
+                base = f"{base}.{node.module}" if node.level and node.module else (base if node.level else
+                                                                                       node.module or "")
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    edges.add(target if target in modules else base)
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names}
+        graph[name] = {e for e in edges if e in modules and e != name}
+    return graph
+
+
+def test_the_package_imports_have_no_cycle():
+    """Imports run one way (minidiff/__init__.py lists the layers): no module reaches itself through its imports."""
+    graph = _package_imports()
+    assert graph["minidiff.flow"] >= {"minidiff.checks", "minidiff.sampling"}  # the graph is read, not empty
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:  # n is on the path that led here
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n):] + [n]))
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    """A reader sees a whole function at once: none in minidiff/ is over 80 lines (signature and docstring count)."""
+    import ast
+
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in sorted((ROOT / "minidiff").rglob("*.py")) for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]
+    assert not long, long

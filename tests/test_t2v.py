@@ -199,8 +199,9 @@ def test_recipe_stages_tasks_and_same_seed_gives_the_same_weights():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(MMDiT, "forward", spy)
-        a, recipe, fields = recipes.t2v_mmdit(callback=callback, callback_every=1, **kw)
-    b, _, _ = recipes.t2v_mmdit(**kw)
+        run = recipes.t2v_mmdit(callback=callback, callback_every=1, **kw)
+    a, recipe, fields = run.result, run.card["recipe_config"], run.card
+    b = recipes.t2v_mmdit(**kw).result
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
     assert inputs[:3] == [(1, False)] * 3  # stills alone: the first latent frame, nothing given
@@ -211,7 +212,8 @@ def test_recipe_stages_tasks_and_same_seed_gives_the_same_weights():
     assert recipe["tasks"] == {"stills": {"t2i": 1.0}, "main": recipes.T2V_MMDIT["tasks"]}
     assert recipe["image_train"]["steps"] == 3 and "text -> image -> video" in recipe["sampling"]
     assert fields["pipeline"]["shift"] == recipes.T2V_MMDIT["shift"]
-    one, _, one_fields = recipes.t2v_mmdit(steps=2, n_videos=64, evaluate=False, progress=False, batch_size=4)
+    one_run = recipes.t2v_mmdit(steps=2, n_videos=64, evaluate=False, progress=False, batch_size=4)
+    one, one_fields = one_run.result, one_run.card
     assert list(one_fields["stages"]) == ["main"] and one.step == 2  # the shipped recipe: one stage
     with pytest.raises(ValueError, match="text_features must hold"):
         recipes.t2v_mmdit(text_features=(torch.zeros(3, 8, 64), torch.zeros(3, 64)), **kw)

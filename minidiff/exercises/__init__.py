@@ -5,9 +5,10 @@ On a wrong answer it raises `CheckFailed` (an AssertionError) saying what went i
 and a hint; on a right one it prints a single deterministic line starting with ✅. The notebooks import them from
 here: `from minidiff.exercises import check_q_sample`.
 
-Student notebooks (`build.py`): `python -m minidiff.exercises build` copies every lesson notebooks/NN_*.ipynb to
-notebooks/exercises/, replacing each region between `### BEGIN SOLUTION` and `### END SOLUTION` with
-`raise NotImplementedError()` and clearing all outputs. `python -m minidiff.exercises check` exits 1 when the
+Student notebooks (`build.py`; the command line in `__main__.py`, the notebook runner in `runner.py`):
+`python -m minidiff.exercises build` copies every lesson notebooks/NN_*.ipynb to notebooks/exercises/, replacing
+each region between `### BEGIN SOLUTION` and `### END SOLUTION` with `raise NotImplementedError()` and clearing all
+outputs. `python -m minidiff.exercises check` exits 1 when the
 committed student notebooks are out of date.
 """
 
@@ -18,7 +19,6 @@ from .build import (
     STUB,
     build,
     build_student_notebook,
-    execute_notebook,
     lesson_notebooks,
     strip_solutions,
     student_text,
@@ -52,6 +52,7 @@ from .lesson08 import (
     check_modulated_residual,
     check_pack,
 )
+from .runner import execute_notebook
 
 __all__ = [
     "CheckFailed",

@@ -1,4 +1,4 @@
-"""The student notebooks: built from the lessons (solutions stripped, outputs cleared), and a notebook runner.
+"""The student notebooks, built from the lessons: solutions stripped, outputs cleared.
 
     python -m minidiff.exercises build    # rewrite notebooks/exercises/ from notebooks/
     python -m minidiff.exercises check    # exit 1 if they are out of date
@@ -7,11 +7,8 @@
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
-import sys
-from typing import Any
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError()"
@@ -73,50 +70,6 @@ def build_student_notebook(nb, source: str = "the notebook"):  # nbformat.Notebo
     return nb
 
 
-def _poll_in_slices(channel: Any, interval: float) -> None:
-    """Make channel.get_msg(timeout) wait in slices of `interval` seconds instead of one long wait."""
-    import inspect
-    import time
-    from queue import Empty
-
-    original = channel.get_msg
-
-    async def get_msg(timeout: float | None = None, **kw: Any) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            step = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
-            try:
-                msg = original(timeout=step, **kw)
-                return await msg if inspect.isawaitable(msg) else msg
-            except Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
-
-    channel.get_msg = get_msg
-
-
-def execute_notebook(nb, cwd: str, timeout: int | None = None, allow_errors: bool = False):
-    """Execute a notebook (nbformat.NotebookNode, in place) in a fresh kernel with nbclient; returns it.
-
-    The kernel's reply and output channels are polled in 1-second slices rather than with one long wait. We saw rare
-    stalls right after widget cells in which the kernel was idle, its reply already sent, and the client still
-    waiting (cf. jupyter/nbclient#312); a fresh poll picks up a message a long wait has missed.
-    """
-    from nbclient import NotebookClient
-
-    class _Client(NotebookClient):
-        async def async_start_new_kernel_client(self):  # type: ignore[override]
-            kc = await super().async_start_new_kernel_client()
-            _poll_in_slices(self.kc.shell_channel, 1.0)
-            _poll_in_slices(self.kc.iopub_channel, 1.0)
-            return kc
-
-    client = _Client(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                     resources={"metadata": {"path": str(cwd)}})
-    client.execute()
-    return nb
-
-
 def lesson_notebooks(root: str = "notebooks") -> list[str]:
     return sorted(p for p in glob.glob(os.path.join(root, "[0-9][0-9]_*.ipynb")))
 
@@ -146,71 +99,3 @@ def build(root: str = "notebooks", check_only: bool = False) -> list[str]:
                 with open(target, "w", encoding="utf-8") as f:
                     f.write(text)
     return differ
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minidiff.exercises",
-                                description="Build or check the student notebooks, or grade submissions.")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, text in (("build", "write notebooks/exercises/ from the lessons"),
-                       ("check", "exit 1 if the student notebooks are out of date")):
-        c = sub.add_parser(name, help=text)
-        c.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
-    g = sub.add_parser("grade", help="run submissions in fresh kernels and print a row per exercise",
-                       description="Grade student notebooks: one row per (student, exercise).")
-    g.add_argument("paths", nargs="+", help="submitted notebooks, or folders of them (one subfolder per student)")
-    g.add_argument("--csv", default=None, metavar="FILE", help="also write the rows as CSV")
-    g.add_argument("--json", default=None, metavar="FILE", help="also write the rows and scores as JSON")
-    g.add_argument("--timeout", type=int, default=300, help="seconds per cell before the rest is 'not reached'")
-    g.add_argument("--full", action="store_true",
-                   help="run trainings at the learners' budgets (default: the test budgets, MINIDIFF_FAST=1)")
-    n = sub.add_parser("nbgrader", help="write the lessons as an nbgrader course (source/ with nbgrader metadata)",
-                       description="Write COURSE_DIR/source/NN_name/NN_name.ipynb for nbgrader's generate_assignment.")
-    n.add_argument("course_dir", help="the nbgrader course folder (it gets a source/ subfolder)")
-    n.add_argument("--lessons", nargs="*", default=None, metavar="NN", help="lesson numbers (default: all)")
-    n.add_argument("--root", default="notebooks", help="folder with the lesson notebooks (default: notebooks)")
-    a = p.parse_args(argv)
-    if a.command == "nbgrader":
-        from .nbgrader_source import write_course
-
-        if not lesson_notebooks(a.root):
-            print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
-            return 2
-        known = sorted(os.path.basename(p)[:2] for p in lesson_notebooks(a.root))
-        unknown = [n for n in a.lessons or [] if n not in known]
-        if unknown:
-            print(f"no lesson numbered {', '.join(unknown)}; the lessons are {' '.join(known)}", file=sys.stderr)
-            return 2
-        if os.path.exists(a.course_dir) and not os.path.isdir(a.course_dir):
-            print(f"{a.course_dir!r} is a file; give a folder for the nbgrader course", file=sys.stderr)
-            return 2
-        try:
-            written = write_course(a.course_dir, a.root, a.lessons)
-        except (OSError, ValueError) as e:  # an unwritable folder, or a lesson nbgrader would misread
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        for target in written:
-            print(f"wrote {target}")
-        return 0
-    if a.command == "grade":
-        from .grade import main as grade_main
-
-        return grade_main(a.paths, a.csv, a.json, a.timeout, fast=not a.full)
-    if not lesson_notebooks(a.root):
-        print(f"no lesson notebooks (NN_*.ipynb) in {a.root!r}; run this from the project root", file=sys.stderr)
-        return 2
-    try:
-        differ = build(a.root, check_only=a.command == "check")
-    except ValueError as e:  # a solution marker without its pair, or a broken notebook: say where
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if a.command == "check":
-        for d in differ:
-            print(f"out of date: {d} (run: python -m minidiff.exercises build)")
-        return 1 if differ else 0
-    for d in differ:
-        print(f"wrote {d}")
-    if not differ:
-        print("student notebooks already up to date")
-    return 0
-

@@ -106,7 +106,7 @@ def grade_notebook(path: str | Path, student: str | None = None, timeout: int = 
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .build import execute_notebook
+    from .runner import execute_notebook
 
     path = Path(path)
     student = student or path.stem

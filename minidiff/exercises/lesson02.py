@@ -58,8 +58,8 @@ def check_ddpm_loss(fn: Callable) -> None:
     name = "simple_loss"
     s, x0, eps, t, _ = _reverse_inputs(12)
 
-    def model(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:  # a fixed, simple "network"
-        return 0.5 * x + 0.001 * tt.reshape(-1, 1, 1, 1).to(x.dtype)
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # a fixed, simple "network"
+        return 0.5 * x + 0.001 * t.reshape(-1, 1, 1, 1).to(x.dtype)
 
     out = call(fn, name, model, s, x0.clone(), eps.clone(), t.clone())
     if not isinstance(out, torch.Tensor) or out.numel() != 1:
@@ -172,8 +172,7 @@ def _reference_loop(model, s, x_T, y, noises, order=None, noise_at_0=False, labe
     """The ancestral chain of the build exercise, or a version with one mistake (for the hints and the tests)."""
     x = x_T
     for t in (order if order is not None else range(s.T - 1, -1, -1)):
-        tt = torch.full((x.shape[0],), t, dtype=torch.long)
-        eps = model(x, tt, y=y if labels else None)
+        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.long), y=y if labels else None)
         x, _ = ddpm.p_sample(s, eps, x, t, noises[max(0, min(s.T - 1, t + shift))], clip_denoised=clip)
         if t == 0 and noise_at_0:
             x = x + s.betas[0].sqrt() * noises[0]

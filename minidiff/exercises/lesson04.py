@@ -12,8 +12,8 @@ from ._common import CheckFailed, as_tensor, call, close, ok
 
 def _toy_field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """A fixed, smooth, time-dependent velocity field used by the checks (t in [0, 1], as every model takes it)."""
-    tt = t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-    return torch.tanh(x) * (0.5 + tt) - 0.3 * x.roll(1, dims=-1)
+    t_b = t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+    return torch.tanh(x) * (0.5 + t_b) - 0.3 * x.roll(1, dims=-1)
 
 
 def check_velocity_loss(fn: Callable) -> None:

@@ -140,8 +140,8 @@ def check_joint_attention(fn: Callable) -> None:
 
 
 def _toy_velocity(x: torch.Tensor, t: torch.Tensor, txt: torch.Tensor, y_vec: torch.Tensor) -> torch.Tensor:
-    tt = t.reshape(-1, *([1] * (x.ndim - 1)))
-    return torch.tanh(x) * (0.5 + tt) + (txt.mean((1, 2)) + y_vec.mean(1)).reshape(-1, *([1] * (x.ndim - 1)))
+    t_b = t.reshape(-1, *([1] * (x.ndim - 1)))
+    return torch.tanh(x) * (0.5 + t_b) + (txt.mean((1, 2)) + y_vec.mean(1)).reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def check_guided_euler_step(fn: Callable) -> None:

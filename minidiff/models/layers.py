@@ -5,7 +5,7 @@ Base layer of the package: imports nothing else from minidiff.
 
     timestep_embedding   t -> [cos(t f), sin(t f)]                     (DDPM, DiT, Flux)
     MLPEmbedder          Linear -> SiLU -> Linear                       (Flux's time_in / vector_in)
-    LabelEmbedder        a table of class vectors + the null label      (DiT; with drop_labels for guidance)
+    LabelEmbedder        a table of class vectors + the null label      (DiT; guidance.drop_labels trains it)
     modulate             x (1 + scale) + shift                          (adaLN)
     Modulation           vec -> n triples (shift, scale, gate)          (Flux)
     RMSNorm, QKNorm      normalise queries and keys per head            (Flux, SD3)
@@ -66,28 +66,9 @@ class MLPEmbedder(nn.Module):
         return self.out_layer(self.silu(self.in_layer(x)))
 
 
-def drop_labels(y: torch.Tensor | None, null: int | torch.Tensor, p: float,
-                generator: torch.Generator | None = None) -> torch.Tensor | None:
-    """Replace each entry of a condition (B, ...) by its null value with probability p, independently per sample.
-
-    Classifier-free guidance needs one network that knows both p(x | y) and p(x): training with p ~ 0.1 of the
-    conditions dropped teaches the second. `null` is the null label (an int, for class labels) or a tensor that
-    broadcasts to one sample's condition (e.g. the empty caption's embedding). Random numbers come from `generator`
-    on the CPU, so a seeded run drops the same samples on every device.
-    """
-    if y is None or p <= 0:
-        return y
-    if not 0 <= p <= 1:
-        raise ValueError(f"the drop probability must lie in [0, 1], got {p}")
-    drop = (torch.rand(y.shape[0], generator=generator) < p).to(y.device)
-    drop = drop.reshape(-1, *([1] * (y.ndim - 1)))
-    null_t = torch.as_tensor(null, dtype=y.dtype, device=y.device)
-    return torch.where(drop, null_t, y)
-
-
 class LabelEmbedder(nn.Module):
     """A table of num_classes + 1 vectors; the extra row (index num_classes, `null_label`) means "no label" and is
-    what classifier-free guidance compares against. Labels are dropped to it during training with `drop_labels`.
+    what classifier-free guidance compares against (training drops labels to it: `guidance.drop_labels`).
     y: (B,) integer labels -> (B, hidden_size). None means the null label for the whole batch."""
 
     def __init__(self, num_classes: int, hidden_size: int):

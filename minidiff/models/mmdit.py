@@ -56,34 +56,36 @@ def pack(x: torch.Tensor, patch_size: int = 2) -> torch.Tensor:
     return patchify_video(x, patch_size)
 
 
-def unpack(x: torch.Tensor, frames: int, height: int, width: int, patch_size: int = 2) -> torch.Tensor:
+def unpack(x: torch.Tensor, latent_frames: int, height: int, width: int, patch_size: int = 2) -> torch.Tensor:
     """The exact inverse of `pack`: tokens -> latents (B, C, T, H, W)."""
-    return unpatchify_video(x, frames, height, width, patch_size)
+    return unpatchify_video(x, latent_frames, height, width, patch_size)
 
 
-def i2v_condition(known: torch.Tensor, frames: int) -> torch.Tensor:
-    """The condition of image-to-video: `known` latent frames (B, C, K, H, W) at the start of a `frames`-long latent
-    video, as Open-Sora v2 packs it for `cond_in`: cat(mask, mask * reference) -> (B, 1 + C, frames, H, W), the mask
-    1 on the K known frames and 0 on the rest (where the reference is 0 too)."""
+def i2v_condition(known: torch.Tensor, latent_frames: int) -> torch.Tensor:
+    """The condition of image-to-video: `known` latent frames (B, C, K, H, W) at the start of a latent video of
+    `latent_frames` frames, as Open-Sora v2 packs it for `cond_in`: cat(mask, mask * reference) ->
+    (B, 1 + C, latent_frames, H, W), the mask 1 on the K known frames and 0 on the rest (where the reference is 0 too).
+    """
     check_float_tensor("known", known)
-    if known.ndim != 5 or not 1 <= known.shape[2] <= frames:
-        raise ValueError(f"known latent frames must have shape (B, C, K, H, W) with 1 <= K <= frames = {frames}, "
-                         f"got {tuple(known.shape)}")
+    if known.ndim != 5 or not 1 <= known.shape[2] <= latent_frames:
+        raise ValueError(f"known latent frames must have shape (B, C, K, H, W) with 1 <= K <= latent_frames = "
+                         f"{latent_frames}, got {tuple(known.shape)}")
     b, c, k, h, w = known.shape
-    mask = known.new_zeros(b, 1, frames, h, w)
+    mask = known.new_zeros(b, 1, latent_frames, h, w)
     mask[:, :, :k] = 1
-    ref = known.new_zeros(b, c, frames, h, w)
+    ref = known.new_zeros(b, c, latent_frames, h, w)
     ref[:, :, :k] = known
     return torch.cat([mask, ref], dim=1)
 
 
-def prepare_img_ids(batch: int, frames: int, height: int, width: int, patch_size: int = 2,
+def prepare_img_ids(batch: int, latent_frames: int, height: int, width: int, patch_size: int = 2,
                     device: torch.device | str | None = None) -> torch.Tensor:
     """(B, T*(H/p)*(W/p), 3) float positions of the packed tokens, in the same order: [frame, row, column]
     (plain integers, counted in tokens)."""
     h, w = height // patch_size, width // patch_size
-    grid = torch.stack(torch.meshgrid(torch.arange(frames), torch.arange(h), torch.arange(w), indexing="ij"), dim=-1)
-    return grid.reshape(1, frames * h * w, 3).float().expand(batch, -1, -1).to(device)
+    grid = torch.meshgrid(torch.arange(latent_frames), torch.arange(h), torch.arange(w), indexing="ij")
+    grid = torch.stack(grid, dim=-1)
+    return grid.reshape(1, latent_frames * h * w, 3).float().expand(batch, -1, -1).to(device)
 
 
 # ------------------------------------------------------------------------------------------------ blocks
@@ -349,11 +351,11 @@ class MMDiT(nn.Module):
         self._check(x, t, txt, y_vec, cond)
         if return_repa and self.repa_projector is None:
             raise ValueError("this MMDiT has no REPA projector: build it with MMDiTConfig(repa_dim=...)")
-        b, _, frames, height, width = x.shape
+        b, _, latent_frames, height, width = x.shape
         p = self.config.patch_size
         img = pack(x, p)
         # every sample has the same grid, so one copy of the ids (batch 1) is broadcast over the batch
-        img_ids = prepare_img_ids(1, frames, height, width, p, x.device)
+        img_ids = prepare_img_ids(1, latent_frames, height, width, p, x.device)
         txt_ids = torch.zeros(1, txt.shape[1], 3, device=x.device)
         mask = None
         if txt_mask is not None:  # image tokens are never masked
@@ -371,5 +373,5 @@ class MMDiT(nn.Module):
             img = block(img, vec, pe, mask)
         img = img[:, txt.shape[1]:, ...]
         img = self.final_layer(img, vec)
-        out = unpack(img, frames, height, width, p)
+        out = unpack(img, latent_frames, height, width, p)
         return (out, aligned) if return_repa else out

@@ -312,3 +312,10 @@ def encode_videos(vae: VideoVAE, videos: torch.Tensor, batch: int = 200) -> torc
     tiny CLIP and the text-to-video MMDiT train on (lessons 07-08)."""
     with torch.no_grad():
         return torch.cat([vae.encode(v)[0] for v in videos.split(batch)]) * vae.config.scaling_factor
+
+
+def autoencoder_loss(model: ImageVAE, x: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
+    """A plain autoencoder's loss on an ImageVAE, as loss_fn(model, x, y, generator) for `train.train`: the code is
+    the encoder's mean, no noise, no KL: ||x - Dec(Enc(x))||^2 (averaged per pixel)."""
+    mean, _ = model.encode(x)
+    return F.mse_loss(model.decode(mean), x)

@@ -1,4 +1,5 @@
-"""The lessons as a learner meets them: JupyterLab in a real browser, Run All, then every widget's every control moved.
+"""The lessons as a learner meets them: JupyterLab in a real browser, the lesson run through its last widget, then
+every widget's every control moved.
 
 JupyterLab runs on 127.0.0.1 with a token, on a temporary copy of the lessons (so nothing can overwrite them), with its
 own config, data, runtime, settings and workspace folders, news and update checks off, autosave off and the notebook
@@ -179,12 +180,13 @@ def latency_log():
 
 # ------------------------------------------------------------------------------------------------ page helpers
 
-JS_STATE = """() => {
+JS_STATE = """(limit) => {
   const p = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   if (!p || !p.content || !p.sessionContext) return null;
   const kernel = p.sessionContext.session && p.sessionContext.session.kernel;
   let pending = 0, code = 0; const errors = [];
-  for (const c of p.content.widgets) {
+  for (const [i, c] of p.content.widgets.entries()) {
+    if (limit != null && i >= limit) break;
     if (c.model.type !== 'code') continue;
     code++;
     if (c.model.executionCount === null) pending++;
@@ -215,20 +217,40 @@ def _wait(cond, timeout: float, what: str, interval: float = 0.5):
         time.sleep(interval)
 
 
-def _run_all(page, lesson: str) -> None:
+JS_LAST_CELL_WITH = """(markers) => {
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+  let last = -1;
+  cells.forEach((c, i) => {
+    if (c.model.type === 'code' && markers.some(m => c.model.sharedModel.getSource().includes(m))) last = i;
+  });
+  return [last, cells.length];
+}"""
+
+
+def _run_through_last_widget(page, lesson: str) -> None:
+    """Run the lesson from the top through its last widget's cell, as a learner would before playing with it (what
+    comes after the widgets is nbval's to run, in tests/test_notebooks)."""
     state = _wait(lambda: (s := page.evaluate(JS_STATE)) and s["kernel"] == "idle" and s, 180,
                   f"{lesson}: the notebook to open and its kernel to start")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    last, cells = page.evaluate(JS_LAST_CELL_WITH, WIDGETS[lesson])
+    assert last >= 0, f"{lesson}: no code cell contains any of {WIDGETS[lesson]} (update WIDGETS in this test)"
+    limit = min(last + 1, cells)
+    if limit < cells:  # 'run all above' runs the cells before the active one
+        page.evaluate("(i) => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = i; }", limit)
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-above'); }")
+    else:
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     def finished():
-        s = page.evaluate(JS_STATE)
+        s = page.evaluate(JS_STATE, limit)
         if s["errors"]:
-            raise AssertionError(f"{lesson}: a cell failed under Run All: {s['errors'][0][:2000]}")
+            raise AssertionError(f"{lesson}: a cell failed: {s['errors'][0][:2000]}")
         return s["pending"] == 0 and s["kernel"] == "idle"
 
     time.sleep(2)
-    _wait(finished, LESSON_TIMEOUT_S, f"{lesson}: Run All to finish ({state['code']} code cells)", 1.0)
+    _wait(finished, LESSON_TIMEOUT_S, f"{lesson}: the cells through the last widget to finish ({state['code']} code "
+          f"cells in the lesson)", 1.0)
 
 
 def _watch_requests(page) -> set[str]:
@@ -395,8 +417,8 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
     try:
         page.goto(f"{lab.url}/lab/tree/{lesson}.ipynb?reset&token={lab.token}", wait_until="domcontentloaded")
         t0 = time.perf_counter()
-        _run_all(page, lesson)
-        latency_log.append({"lesson": lesson, "run_all_seconds": round(time.perf_counter() - t0, 1)})
+        _run_through_last_widget(page, lesson)
+        latency_log.append({"lesson": lesson, "run_through_last_widget_seconds": round(time.perf_counter() - t0, 1)})
         assert not page_errors, f"{lesson}: the page raised while running: {page_errors}"
         for marker in WIDGETS[lesson]:
             index = page.evaluate(JS_MARK_CELL, marker)
@@ -405,7 +427,7 @@ def test_every_widget_answers_every_control_in_jupyterlab(lab, browser, latency_
             widget = marker.split("(")[0]
             _wait(lambda cell=cell: _picture(cell) is not None, 60, f"{lesson} {widget}: its first picture")
             mover = Mover(page, cell, lesson, widget, latency_log, page_errors)
-            mover.check_clean(f"{lesson} {widget}, as Run All left it")
+            mover.check_clean(f"{lesson} {widget}, as the run left it")
             mover.shot("start")
             moved = len(latency_log)
             for repeat in range(REPEATS):
