@@ -22,6 +22,12 @@ RUNS = {
 }
 
 
+# the key projection's bias adds q . b to every score of a query alike, and softmax ignores a shift shared by all
+# keys: its gradient is zero in exact arithmetic, so what Adam does with it is float rounding, which differs with the
+# number of threads (CI: another test of the same worker may have changed it). Compared: every other tensor.
+ZERO_GRADIENT = {f"text_encoder.model.encoder.layers.{i}.self_attn.k_proj.bias" for i in range(2)}
+
+
 def _close(a: float, b: float, rtol: float = 1e-3, atol: float = 1e-5) -> bool:
     return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
 
@@ -36,7 +42,7 @@ def test_twenty_steps_of_each_recipe_give_the_weights_they_gave_before(name):
     for part, module in (("model", run.result.model), ("ema", run.model)):
         state = {k: v for k, v in module.state_dict().items() if v.dtype.is_floating_point}
         assert sorted(state) == sorted(ref[part]), f"{name} {part}: other tensors than before"
-        bad = [k for k, v in state.items()
-               if not (_close(float(v.double().sum()), ref[part][k][0], atol=1e-4)
+        bad = [k for k, v in state.items() if k not in ZERO_GRADIENT
+               and not (_close(float(v.double().sum()), ref[part][k][0], atol=1e-4)
                        and _close(float(v.double().abs().sum()), ref[part][k][1]))]
         assert not bad, f"{name} {part}: {len(bad)} tensors differ from before, e.g. {bad[:3]}"
