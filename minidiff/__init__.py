@@ -13,7 +13,7 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
                        modulate, Modulation, QKNorm, EmbedND (RoPE), attention, mlp, LastLayer, patchify(_video)
   2. processes         ddpm (q_sample, posterior, L_simple, ancestral sampler), ddim (sampler, inversion, slerp),
                        flow (interpolation, velocity loss, time shift, Euler sampler, the unified view),
-                       guidance (classifier-free guidance)
+                       guidance (classifier-free guidance), editing (SDEdit, inpainting)
      models            models/unet, models/dit, models/mmdit, models/vae, models/text (tokenizer, text encoder,
                        tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge)
   3. data              digits, a photo, 2-D toys, moving-digits videos with captions

@@ -205,3 +205,19 @@ def check_labels(y: object, num_classes: int, batch: int | None = None) -> torch
             raise ValueError(f"labels must lie in 0..{num_classes - 1} ({num_classes} = the null label), "
                              f"got values {low}..{high}")
     return y
+
+
+def check_mask(mask: object, ref: torch.Tensor) -> torch.Tensor:
+    """An editing mask: 0 (fill) or 1 (keep) everywhere, with `ref`'s shape or broadcastable to it; returned expanded
+    to `ref`'s shape, in its dtype."""
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask must be a tensor of 0s (fill) and 1s (keep) with the image's shape {tuple(ref.shape)}, "
+                         f"got {type(mask).__name__}")
+    try:
+        mask = mask.expand_as(ref)
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit the image's shape {tuple(ref.shape)} "
+                         "(give the same shape, or one that broadcasts to it, e.g. (1, 1, H, W))") from None
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask must hold 0 (fill) or 1 (keep) only")
+    return mask.to(ref.dtype)
