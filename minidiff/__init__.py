@@ -15,7 +15,8 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
                        flow (interpolation, velocity loss, time shift, Euler sampler, the unified view),
                        guidance (classifier-free guidance), editing (SDEdit, inpainting)
      models            models/unet, models/dit, models/mmdit, models/vae, models/text (tokenizer, text encoder,
-                       tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge)
+                       tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge);
+                       lora (low-rank adapters to fine-tune any of them)
   3. data              digits, a photo, 2-D toys, moving-digits videos with captions
      latents           moving-digit videos encoded once by a video VAE, cached in data/cache/
      eval              classifier training, accuracy, Fréchet distance, the video judge, PSNR, caption retrieval
