@@ -13,7 +13,8 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
                        modulate, Modulation, QKNorm, EmbedND (RoPE), attention, mlp, LastLayer, patchify(_video)
   2. processes         ddpm (q_sample, posterior, L_simple, ancestral sampler), ddim (sampler, inversion, slerp),
                        flow (interpolation, velocity loss, time shift, Euler sampler, the unified view),
-                       guidance (classifier-free guidance), editing (SDEdit, inpainting)
+                       guidance (classifier-free guidance), editing (SDEdit, inpainting),
+                       distill (progressive distillation: fewer steps)
      models            models/unet, models/dit, models/mmdit, models/vae, models/text (tokenizer, text encoder,
                        tiny CLIP), models/mlp (2-D velocity field), models/classifier (the digit judge);
                        lora (low-rank adapters to fine-tune any of them)
