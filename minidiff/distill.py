@@ -17,17 +17,17 @@ from __future__ import annotations
 import torch
 
 from .checks import check_float_tensor, check_int
-from .flow import euler_timesteps, interpolate
+from .flow import euler_timesteps, integrate, interpolate
 from .sampling import Cond, Model, check_cond, t_batch
 
 
 @torch.no_grad()
 def teacher_two_steps(teacher: Model, x: torch.Tensor, t: float, t_mid: float, t_next: float,
                       cond: Cond | None = None) -> torch.Tensor:
-    """x at t_next after two teacher Euler steps, t -> t_mid -> t_next (one float time per step, the whole batch)."""
-    cond = check_cond(cond, x.shape[0], x.device)
-    x_mid = x + (t_mid - t) * teacher(x, t_batch(x, t), **cond).float()
-    return x_mid + (t_next - t_mid) * teacher(x_mid, t_batch(x, t_mid), **cond).float()
+    """x at t_next after two teacher Euler steps, t -> t_mid -> t_next (a decreasing grid in [0, 1])."""
+    check_float_tensor("x", x)
+    return integrate(teacher, tuple(x.shape), noise=x, timesteps=[t, t_mid, t_next], cond=cond, device=x.device,
+                     progress=False)
 
 
 def progressive_distillation_loss(student: Model, teacher: Model, x0: torch.Tensor, student_steps: int, *,

@@ -16,7 +16,7 @@ import torch
 
 from .checks import check_float_tensor, check_mask, check_number
 from .flow import euler_timesteps, integrate
-from .sampling import Cond, Model, check_cond, model_device, t_batch
+from .sampling import Cond, Model, model_device
 
 
 @torch.no_grad()
@@ -45,12 +45,12 @@ def inpaint(model: Model, known: torch.Tensor, mask: torch.Tensor, *, steps: int
     own path x_t = (1 - t) known + t eps (one eps for the whole path)."""
     mask = check_mask(mask, check_float_tensor("known", known, finite=True))
     device = model_device(model)
-    cond = check_cond(cond, known.shape[0], device, model)
     known, mask = known.to(device), mask.to(device)
     eps = torch.randn(known.shape, generator=generator).to(device, known.dtype)
-    x = torch.randn(known.shape, generator=generator).to(device, known.dtype)
-    grid = euler_timesteps(steps, shift).tolist()
-    for t_cur, t_next in zip(grid[:-1], grid[1:], strict=True):
-        x = mask * ((1 - t_cur) * known + t_cur * eps) + (1 - mask) * x
-        x = x + (t_next - t_cur) * model(x, t_batch(x, t_cur), **cond).float()
-    return mask * known + (1 - mask) * x
+
+    def put_back(x: torch.Tensor, t: float) -> torch.Tensor:
+        return mask * ((1 - t) * known + t * eps) + (1 - mask) * x
+
+    x = integrate(model, tuple(known.shape), steps=steps, shift=shift, cond=cond, generator=generator, device=device,
+                  before_step=put_back, progress=False)
+    return put_back(x, 0.0)

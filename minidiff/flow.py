@@ -12,6 +12,7 @@ Models receive t itself, in [0, 1]; each scales it for its sinusoidal embedding 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -133,7 +134,8 @@ def euler_sample(model: Model, shape: tuple[int, ...], *, steps: int = 20, **opt
 def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: str = "euler", churn: float = 0.0,
               cond: Cond | None = None, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
               device: torch.device | str | None = None, trajectory: bool | int = False, progress: bool = True,
-              shift: float = 1.0, timesteps: torch.Tensor | None = None
+              shift: float = 1.0, timesteps: torch.Tensor | None = None,
+              before_step: Callable[[torch.Tensor, float], torch.Tensor] | None = None
               ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """The one loop behind `euler_sample`, `heun_sample` and `sde_sample`: check the inputs, build the grid, take the
     steps (method "euler", or "heun" with Heun's correction; Euler-Maruyama when churn > 0).
@@ -141,7 +143,8 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     `cond`: the model's keyword inputs; `noise`: the starting x (else drawn from `generator`); `trajectory`: also
     return the steps (True, or every n-th); `timesteps` (a decreasing grid in [0, 1], e.g. the tail of
     `euler_timesteps`) replaces steps/shift, and `noise` is then the starting x at timesteps[0] — a partly noised
-    latent starts the sampler part-way (SDEdit-style)."""
+    latent starts the sampler part-way (SDEdit-style). `before_step(x, t)`, if given, returns the x each step starts
+    from (`editing.inpaint` puts the known region back there)."""
     from tqdm.auto import tqdm
 
     if method not in ("euler", "heun"):
@@ -160,6 +163,8 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     grid = ts.tolist()  # python floats: the loop reads no tensor back
     for i in tqdm(range(steps), desc=f"{name} {steps} steps", disable=not progress, leave=False):
         t_cur, t_next = grid[i], grid[i + 1]
+        if before_step is not None:
+            x = before_step(x, t_cur)
         v = model(x, t_batch(x, t_cur), **cond).float()
         record.add(i, t_cur, x, x - t_cur * v)
         x_next = x + (t_next - t_cur) * v

@@ -22,6 +22,8 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None) -> None:
         super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise ValueError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
         rank = check_int("rank", rank, low=1, high=min(base.in_features, base.out_features))
         self.base = base.requires_grad_(False)
         self.rank, self.scale = rank, check_number("alpha", alpha if alpha is not None else rank, low=0) / rank
@@ -36,6 +38,9 @@ class LoRALinear(nn.Module):
 def add_lora(model: nn.Module, rank: int, targets: tuple[str, ...], alpha: float | None = None) -> list[str]:
     """Replace every nn.Linear of `model` whose name ends with one of `targets` (e.g. ("qkv", "proj")) by a LoRALinear
     of that rank, freeze everything else, and return the names replaced. A ValueError if nothing matched."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)  # "qkv" is one name, not three letters
     matches = [(name, m) for name, m in model.named_modules()
                if isinstance(m, nn.Linear) and name.split(".")[-1] in targets]
     if not matches:

@@ -22,10 +22,14 @@ def _model():
 
 def test_the_target_is_where_two_teacher_euler_steps_land():
     m, x = _model(), torch.randn(2, 1, 8, 8)
-    grid = flow.euler_timesteps(8, shift=3.0).tolist()
-    got = distill.teacher_two_steps(m, x, grid[2], grid[3], grid[4])
-    want = flow.integrate(m, x.shape, noise=x, timesteps=grid[2:5], progress=False)
+    t, t_mid, t_next = flow.euler_timesteps(8, shift=3.0).tolist()[2:5]
+    got = distill.teacher_two_steps(m, x, t, t_mid, t_next)
+    with torch.no_grad():  # the two Euler steps, written out
+        x_mid = x + (t_mid - t) * m(x, torch.full((2,), t))
+        want = x_mid + (t_next - t_mid) * m(x_mid, torch.full((2,), t_mid))
     assert torch.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="decreasing grid"):
+        distill.teacher_two_steps(m, x, t_next, t_mid, t)
 
 
 def test_a_straight_field_needs_no_distillation_and_a_curved_one_does():

@@ -56,3 +56,6 @@ def test_lora_refuses_bad_settings_clearly():
         add_lora(_model(), rank=2, targets=("attn",))
     with pytest.raises(ValueError, match="rank must be an integer in 1..32"):
         add_lora(_model(), rank=0, targets=("proj",))
+    with pytest.raises(ValueError, match="wraps an nn.Linear"):
+        LoRALinear(torch.nn.Conv2d(2, 2, 1), rank=1)
+    assert add_lora(_model(), rank=1, targets="qkv") == add_lora(_model(), rank=1, targets=("qkv",))
