@@ -141,11 +141,14 @@ def check_flow_t(t: object, batch: int) -> torch.Tensor:
     return t
 
 
-def check_grid(timesteps: object) -> torch.Tensor:
-    """A flow sampler's own time grid: a decreasing sequence of at least 2 points in [0, 1], as float64."""
+def check_grid(timesteps: object, increasing: bool = False) -> torch.Tensor:
+    """A flow sampler's own time grid: a decreasing sequence of at least 2 points in [0, 1] (an increasing one with
+    `increasing`, for inversion), as float64."""
     ts = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
-    if len(ts) < 2 or not bool((ts[1:] < ts[:-1]).all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
-        raise ValueError("timesteps must be a decreasing grid of at least 2 points in [0, 1], got "
+    way = "increasing" if increasing else "decreasing"
+    monotone = (ts[1:] > ts[:-1]) if increasing else (ts[1:] < ts[:-1])
+    if len(ts) < 2 or not bool(monotone.all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
+        raise ValueError(f"timesteps must be a {way} grid of at least 2 points in [0, 1], got "
                          f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
     return ts
 

@@ -255,3 +255,15 @@ def moving_digits(n: int, seed: int = 0, split: str = "train", frames: int = 9, 
     videos = canvas[:, None] * tint[:, :, None, None, None] * 2 - 1
     captions = [caption(int(d), int(c), int(m)) for d, c, m in combo.tolist()]
     return MovingDigits(videos.contiguous(), captions, digit, colour, direction)
+
+
+def retint(videos: torch.Tensor, rgb: tuple[float, float, float]) -> torch.Tensor:
+    """The same moving-digit videos (N, 3, T, H, W) in another tint: each pixel's ink (its brightest channel) times
+    `rgb` (each in [0, 1]), e.g. (1, 1, 1) for white, a colour no caption of the training data has (lesson 09)."""
+    if not isinstance(videos, torch.Tensor) or videos.ndim != 5 or videos.shape[1] != 3:
+        raise ValueError(f"videos must be a tensor (N, 3, T, H, W), got {tuple(getattr(videos, 'shape', ()))}")
+    tint = torch.as_tensor(rgb, dtype=videos.dtype)
+    if tint.shape != (3,) or bool(((tint < 0) | (tint > 1)).any()):
+        raise ValueError(f"rgb must be three numbers in [0, 1], got {rgb!r}")
+    ink = ((videos + 1) / 2).amax(dim=1, keepdim=True)
+    return ink * tint.to(videos.device)[None, :, None, None, None] * 2 - 1

@@ -8,6 +8,11 @@ survives and the details are redrawn — the trade-off between faithfulness and 
 Inpainting by replacement (the simplest form of RePaint, Lugmayr et al., CVPR 2022): at every grid point t the known
 region of x_t is replaced by the known image on its own path to the same t, (1 - t) x_known + t eps, so the model
 fills only the unknown region, consistent with what is kept; at t = 0 the known pixels are the image's exactly.
+
+Inversion (DDIM inversion, Song et al. 2021 and Mokady et al. 2023, written for a flow): run the ODE the other way,
+x_{t_next} = x_t + (t_next - t) v(x_t, t) on the increasing grid 0 -> 1, to find the noise from which the sampler
+would return x. Sampling that noise with a changed condition edits x: what the condition does not name (place,
+motion, style) is carried by the noise and kept.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ def sdedit(model: Model, x: torch.Tensor, strength: float, *, steps: int = 20, c
     t0 = float(ts[0])
     eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
     return integrate(model, tuple(x.shape), cond=cond, noise=(1 - t0) * x + t0 * eps, timesteps=ts, progress=False)
+
+
+@torch.no_grad()
+def invert(model: Model, x: torch.Tensor, *, steps: int = 20, cond: Cond | None = None, shift: float = 1.0
+           ) -> torch.Tensor:
+    """The noise x_1 that Euler sampling with these steps, shift and cond maps (approximately) back to x: Euler steps
+    on the reversed grid, t = 0 -> 1. Exact in the limit of many steps; inversion reads each interval's slope at its low
+    end, the sampler at its high end, so a few steps leave a gap (measured in lesson 09)."""
+    check_float_tensor("x", x, finite=True)
+    grid = euler_timesteps(steps, shift).flip(0)
+    return integrate(model, tuple(x.shape), noise=x, timesteps=grid, cond=cond, progress=False)
 
 
 @torch.no_grad()

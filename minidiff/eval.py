@@ -218,10 +218,12 @@ def _glyph_crops(ink: torch.Tensor, glyph_size: int, out_size: int = 16) -> torc
 
 def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torch.Tensor | None = None,
                  colours: torch.Tensor | None = None, directions: torch.Tensor | None = None,
-                 glyph_size: int = 12) -> VideoJudgement:
+                 glyph_size: int = 12, palette: dict[str, tuple[float, float, float]] | None = None
+                 ) -> VideoJudgement:
     """Read digit, colour and direction off moving-digit videos (N, 3, T, H, W) in [-1, 1].
 
-    colour: the mean RGB of the bright pixels (ink > 0.5), nearest tint in data.COLOURS after scaling by its max;
+    colour: the mean RGB of the bright pixels (ink > 0.5), nearest tint in `palette` (default data.COLOURS; colour
+    indices are positions in it) after scaling by its max;
     direction: the track of the ink's centre of mass, first frame to last, along its larger axis;
     digit: the digit classifier on a glyph-sized crop around the centre of mass in every frame, logits averaged.
     With targets given, `accuracy` holds each attribute's accuracy and "all_three" (all correct at once).
@@ -237,7 +239,7 @@ def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torc
     bright = (ink > 0.5).float()
     rgb = (v * bright[:, None]).sum((2, 3, 4)) / bright.sum((1, 2, 3)).clamp_min(1)[:, None]
     rgb = rgb / rgb.max(dim=1, keepdim=True).values.clamp_min(1e-6)
-    palette = torch.tensor(list(COLOURS.values()))
+    palette = torch.tensor(list((COLOURS if palette is None else palette).values()), dtype=torch.float32)
     has_ink = bright.sum((1, 2, 3)) > 0
     colour_pred = torch.where(has_ink, torch.cdist(rgb, palette).argmin(1), -1)
 

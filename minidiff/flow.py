@@ -143,7 +143,8 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     `cond`: the model's keyword inputs; `noise`: the starting x (else drawn from `generator`); `trajectory`: also
     return the steps (True, or every n-th); `timesteps` (a decreasing grid in [0, 1], e.g. the tail of
     `euler_timesteps`) replaces steps/shift, and `noise` is then the starting x at timesteps[0] — a partly noised
-    latent starts the sampler part-way (SDEdit-style). `before_step(x, t)`, if given, returns the x each step starts
+    latent starts the sampler part-way (SDEdit-style); an increasing grid integrates from data towards noise
+    (inversion, `editing.invert`). `before_step(x, t)`, if given, returns the x each step starts
     from (`editing.inpaint` puts the known region back there)."""
     from tqdm.auto import tqdm
 
@@ -153,7 +154,13 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     if method == "heun" and churn > 0:
         raise ValueError("Heun's correction is for the ODE (churn = 0); use method='euler' with churn > 0 for the SDE")
     shape = check_shape(shape)
-    ts = euler_timesteps(steps, shift) if timesteps is None else check_grid(timesteps)
+    if timesteps is None:
+        ts = euler_timesteps(steps, shift)
+    else:  # an increasing grid runs the ODE the other way, data to noise: inversion (editing.invert)
+        first_last = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
+        ts = check_grid(timesteps, increasing=len(first_last) > 1 and bool(first_last[-1] > first_last[0]))
+        if churn > 0 and ts[-1] > ts[0]:
+            raise ValueError("an increasing grid (inversion) runs the ODE only: use churn = 0")
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)

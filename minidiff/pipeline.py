@@ -155,6 +155,33 @@ class TextToVideo:
         return out
 
     @torch.no_grad()
+    def invert(self, latents: torch.Tensor, prompts: list[str] | str, steps: int | None = None,
+               cfg_scale: float = 1.0) -> torch.Tensor:
+        """The starting noise from which `sample_latents(prompts, noise=...)` returns (about) these scaled latents:
+        the sampler's passes run backwards (`editing.invert`) under the prompts, guided with `cfg_scale` (1: the
+        conditional prediction alone, the usual choice; guidance makes inversion drift). Route "t2i2v": the video
+        pass is inverted with the latents' own first frame given, and the noise's first frame is the image pass's
+        inversion of that frame (the frame both passes start from when sampling)."""
+        from .editing import invert
+
+        prompts = self.check_prompts(prompts)
+        steps = self.steps if steps is None else check_int("steps", steps, low=1)
+        shape = self.latent_shape(len(prompts))
+        if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape:
+            raise ValueError(f"latents must be this pipeline's scaled latents, shape {shape} for {len(prompts)} "
+                             f"prompt(s), got {tuple(getattr(latents, 'shape', ()))}")
+        latents = latents.to(self.device)
+        txt, y_vec = self.encode_prompts(prompts)
+        model, cond = self.guided_model(cfg_scale), {"txt": txt, "y_vec": y_vec}
+        if self.route == "t2v" or shape[2] == 1:
+            return invert(model, latents, steps=steps, cond=cond, shift=self.shift)
+        first = invert(model, latents[:, :, :1], steps=steps, cond=cond, shift=self.shift)
+        noise = invert(model, latents, steps=steps, shift=self.shift,
+                       cond={**cond, "cond": i2v_condition(latents[:, :, :1], shape[2])})
+        noise[:, :, :1] = first
+        return noise
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> videos (B, 3, T, H, W) in [-1, 1], on the CPU."""
         return self.vae.decode(latents.to(self.device) / self.vae.config.scaling_factor).clamp(-1, 1).cpu()

@@ -242,6 +242,9 @@ def _check_run(model: nn.Module, loss_fn: LossFn, data: object, config: TrainCon
     check_config(config)
     if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
         raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"no parameter of the {type(model).__name__} requires a gradient, so there is nothing to "
+                         "train: call model.requires_grad_(True), or add trainable adapters (lora.add_lora)")
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be a function loss_fn(model, x, y, generator), got {type(loss_fn).__name__}")
     if config.batch_size % ctx.world_size:

@@ -771,3 +771,73 @@ def prompt_playground(pipe, judge=None, prompt: str = "a red 3 moving left"):
 
     return _interactive([box, steps, cfg, seed], draw, [box, W.HBox([steps, cfg, seed])], name="prompt playground",
                         busy="sampling a video", preview=preview)
+
+
+# ------------------------------------------------------------------------------------------------ SDEdit explorer
+
+
+@dataclass
+class SDEditFrame:
+    """One strength of the SDEdit explorer: the images, their edits, and what the judge reads off the edits."""
+
+    strength: float
+    images: torch.Tensor
+    edits: torch.Tensor
+    target: torch.Tensor
+    read: torch.Tensor
+
+    @property
+    def title(self) -> str:
+        hits = int((self.read == self.target).sum())
+        moved = float((self.edits - self.images).pow(2).mean().sqrt())
+        return (f"strength {self.strength:.2f}: the judge reads the new label in {hits}/{len(self.read)}; "
+                f"RMS change {moved:.2f}")
+
+
+def sdedit_explorer_frame(model, images: torch.Tensor, target: torch.Tensor, strength: float, judge,
+                          steps: int = 20, seed: int = 0) -> SDEditFrame:
+    """SDEdit of `images` towards the labels `target` at one strength (the same noise at every strength)."""
+    from .editing import sdedit
+    from .eval import predict
+
+    edits = sdedit(model, images, strength, steps=steps, cond={"y": target},
+                   generator=torch.Generator().manual_seed(seed)).clamp(-1, 1).cpu()
+    return SDEditFrame(strength, images.cpu(), edits, target.cpu(), predict(judge, edits))
+
+
+def draw_sdedit_frame(frame: SDEditFrame, fig: plt.Figure) -> None:
+    """Top row the images, bottom row their edits, the judge's reading under each edit."""
+    from .viz import image_grid
+
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(image_grid(torch.cat([frame.images, frame.edits]), len(frame.images)), cmap="gray")
+    ax.set_title(frame.title, fontsize=9)
+    ax.set_yticks([])
+    ax.set_xticks([])
+    ax.set_ylabel("image / edit", fontsize=8)
+    ax.set_xlabel("judge reads: " + " ".join(str(int(r)) for r in frame.read) + "   (asked for: "
+                  + " ".join(str(int(t)) for t in frame.target) + ")", fontsize=8)
+
+
+def sdedit_explorer(model, images: torch.Tensor, target: torch.Tensor, judge, steps: int = 20,
+                    strengths: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)):
+    """A strength slider for SDEdit: each strength's edits are computed once, when the widget is built, and stay on
+    it as `.frames[strength]` (SDEditFrame)."""
+    import ipywidgets as W
+
+    from .checks import check_number
+
+    strengths = tuple(check_number(f"strengths[{i}]", v, 0.0, 1.0) for i, v in enumerate(strengths))
+    if not strengths:
+        raise ValueError("strengths must hold at least one strength in [0, 1]")
+    frames = _precompute(strengths, lambda s: sdedit_explorer_frame(model, images, target, s, judge, steps),
+                         "editing at every strength")
+    slider = W.SelectionSlider(options=list(strengths), value=strengths[len(strengths) // 2],
+                               description="strength", continuous_update=False)
+
+    def draw() -> plt.Figure:
+        fig = new_figure((min(12, 1.1 * len(images) + 1), 2.9))
+        draw_sdedit_frame(frames[slider.value], fig)
+        return fig
+
+    return _interactive([slider], draw, name="SDEdit explorer", frames=frames)

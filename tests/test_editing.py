@@ -53,3 +53,24 @@ def test_editing_refuses_bad_input_clearly(call, words):
     with pytest.raises(ValueError) as e:
         call(_model(), torch.zeros(2, 1, 8, 8))
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_inversion_then_sampling_returns_the_image_and_the_grid_may_run_upwards():
+    """Euler inversion reads each slope at the other end of its interval from the sampler: the round trip's gap
+    shrinks as the steps grow (first order), and an increasing grid is the ODE run from data to noise."""
+    m, x = _model(), torch.rand(3, 1, 8, 8) * 2 - 1
+    gaps = []
+    for steps in (5, 20, 80):
+        noise = editing.invert(m, x, steps=steps)
+        back = flow.euler_sample(m, x.shape, steps=steps, noise=noise, progress=False)
+        gaps.append(float((back - x).abs().max()))
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.25 * gaps[0], gaps
+    grid = flow.euler_timesteps(4).flip(0)
+    by_hand = x.clone()
+    for t0, t1 in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
+        by_hand = by_hand + (t1 - t0) * m(by_hand, torch.full((3,), t0))
+    assert torch.allclose(editing.invert(m, x, steps=4), by_hand, atol=1e-5)
+    with pytest.raises(ValueError, match="ODE only"):
+        flow.integrate(m, x.shape, noise=x, timesteps=grid, churn=1.0, progress=False)
+    with pytest.raises(ValueError, match="increasing grid"):
+        flow.integrate(m, x.shape, noise=x, timesteps=[0.0, 0.5, 0.4, 1.0], progress=False)

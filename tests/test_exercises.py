@@ -18,6 +18,7 @@ from minidiff.exercises import lesson03 as _lesson03
 from minidiff.exercises import lesson04 as _lesson04
 from minidiff.exercises import lesson05 as _lesson05
 from minidiff.exercises import lesson06 as _lesson06
+from minidiff.exercises import lesson09 as _lesson09
 from minidiff.models.text import clip_loss
 from minidiff.models.vae import causal_pad
 from minidiff.schedules import cosine_beta_schedule, linear_beta_schedule, make_schedule
@@ -666,6 +667,80 @@ CASES.update({
             (_clip_step("no backward"), "after loss.backward()"),
             (_clip_step("stale only"), "only the stale gradients"),
             (_clip_step("loss after"), "the loss you back-propagated"),
+        ],
+    ),
+})
+
+
+def _sdedit_ref(m, x, e, s, n, y):
+    return _lesson09._ref_sdedit(m, x, e, s, n, y)
+
+
+def _sdedit_variant(kind):
+    def fn(m, x, e, s, n, y):
+        start = {"fresh": e, "clean": x, "swapped": s * x + (1 - s) * e}.get(kind, (1 - s) * x + s * e)
+        top = 1.0 if kind in ("fresh", "full grid") else s
+        return flow.integrate(m, tuple(x.shape), noise=start, timesteps=torch.linspace(top, 0, n + 1),
+                              cond={"y": y}, progress=False)
+    return fn
+
+
+def _target_variant(kind):
+    def fn(teacher, x, t, t_mid, t_next, y):
+        tb = torch.full((x.shape[0],), t)
+        v1 = teacher(x, tb, y=y)
+        x_mid = x + (t_mid - t) * v1
+        v2 = teacher(x_mid, tb if kind == "stale" else torch.full_like(tb, t_mid), y=y)
+        x_next = x_mid + (t_next - t_mid) * v2
+        return {"one": v1, "point": x_next, "half": (x_next - x) / (t_mid - t),
+                "sign": (x - x_next) / (t_next - t)}.get(kind, (x_next - x) / (t_next - t))
+    return fn
+
+
+def _put_back(x, known, mask, eps, t):
+    return mask * ((1 - t) * known + t * eps) + (1 - mask) * x
+
+
+CASES.update({
+    "sdedit": (
+        ex.check_sdedit,
+        _sdedit_ref,
+        [
+            (_sdedit_variant("fresh"), "a fresh sample"),
+            (_sdedit_variant("clean"), "expects x_t, not the clean image"),
+            (_sdedit_variant("full grid"), "runs from t = strength down to 0"),
+            (_sdedit_variant("swapped"), "share is (1 - strength)"),
+        ],
+    ),
+    "put_back": (
+        ex.check_put_back,
+        _put_back,
+        [
+            (lambda x, k, m, e, t: _put_back(x, k, 1 - m, e, t), "the mask is 1 where the image is known"),
+            (lambda x, k, m, e, t: m * k + (1 - m) * x, "not clean"),
+            (lambda x, k, m, e, t: m * (t * k + (1 - t) * e) + (1 - m) * x, "share is (1 - t)"),
+            (lambda x, k, m, e, t: (1 - t) * k + t * e, "keep the model's own x"),
+        ],
+    ),
+    "distillation_target": (
+        ex.check_distillation_target,
+        _target_variant("right"),
+        [
+            (_target_variant("one"), "TWO steps"),
+            (_target_variant("point"), "return a velocity"),
+            (_target_variant("half"), "twice the teacher's"),
+            (_target_variant("sign"), "mind the sign"),
+            (_target_variant("stale"), "at t_mid"),
+        ],
+    ),
+    "lora_forward": (
+        ex.check_lora_forward,
+        lambda x, w, b, a, bb, s: x @ w.T + b + s * (x @ a.T) @ bb.T,
+        [
+            (lambda x, w, b, a, bb, s: x @ w.T + b + (x @ a.T) @ bb.T, "alpha / r"),
+            (lambda x, w, b, a, bb, s: s * (x @ w.T + b + (x @ a.T) @ bb.T), "not the frozen layer's output"),
+            (lambda x, w, b, a, bb, s: x @ w.T + s * (x @ a.T) @ bb.T, "keeps its bias"),
+            (lambda x, w, b, a, bb, s: x @ w.T + b, "add the low-rank update"),
         ],
     ),
 })

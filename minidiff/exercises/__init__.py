@@ -52,6 +52,7 @@ from .lesson08 import (
     check_modulated_residual,
     check_pack,
 )
+from .lesson09 import check_distillation_target, check_lora_forward, check_put_back, check_sdedit
 from .runner import execute_notebook
 
 __all__ = [
@@ -105,4 +106,8 @@ __all__ = [
     "check_guided_euler_step",
     "check_i2v_condition",
     "check_double_stream_block",
+    "check_distillation_target",
+    "check_sdedit",
+    "check_put_back",
+    "check_lora_forward",
 ]

@@ -210,3 +210,36 @@ class TinyCLIP(nn.Module):
         text_emb = F.normalize(self.text_proj(out.pooler_output), dim=-1)
         loss = clip_loss(text_emb, self.embed_video(latents), scale)
         return loss + self.config.word_loss_weight * word_loss(self.word_head(out.last_hidden_state), ids, mask)
+
+
+def add_words(encoder: TextEncoder, words: list[str], seed: int = 0) -> TextEncoder:
+    """A copy of `encoder` that also knows `words` (lesson 09's new concept): every trained weight copied, each old
+    word's embedding row moved to its place in the new (sorted) vocabulary, each new word's row drawn from a normal
+    with the old rows' mean and covariance (what Hugging Face's `resize_token_embeddings` does), so a new word looks
+    like a word to the Transformer and is told apart from the others. The rest of the model cannot know what it
+    means until a model is trained on captions that use it."""
+    if isinstance(words, str):
+        words = [words]
+    new = sorted({w.lower() for w in words} - set(encoder.config.words))
+    if not new or any(not w.isalnum() for w in new):
+        raise ValueError(f"words must be new single words (letters or digits), not already in the vocabulary "
+                         f"({' '.join(sorted(encoder.config.words))}); got {short(words, 60)}")
+    from dataclasses import replace
+
+    bigger = TextEncoder(replace(encoder.config, words=[*encoder.config.words, *new]))
+    old_state = encoder.model.state_dict()
+    key = next(k for k in old_state if k.endswith("token_embedding.weight"))
+    state = {k: v for k, v in old_state.items() if k != key}
+    old_rows, old_vocab = old_state[key], encoder.tokenizer.get_vocab()
+    g = torch.Generator().manual_seed(seed)
+    mean = old_rows.float().mean(0)
+    chol = torch.linalg.cholesky(torch.cov(old_rows.float().T) + 1e-5 * torch.eye(old_rows.shape[1]))
+    rows = torch.empty(len(bigger.tokenizer.get_vocab()), old_rows.shape[1])
+    for token, i in bigger.tokenizer.get_vocab().items():
+        if token in old_vocab:
+            rows[i] = old_rows[old_vocab[token]]
+        else:
+            rows[i] = mean + chol @ torch.randn(len(mean), generator=g)
+    state[key] = rows
+    bigger.model.load_state_dict(state)
+    return bigger.to(old_rows.device).eval()

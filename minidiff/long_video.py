@@ -1,0 +1,50 @@
+r"""Longer videos than the model was trained on (lesson 09): context frames, segment after segment.
+
+The shipped MMDiT makes 9 frames (3 latent frames) and can start from a given first frame (image-to-video,
+`i2v_condition`). A longer video is a chain of segments, each one's prompt its own (a storyboard, as in Phenaki
+and Open-Sora's multi-prompt generation): segment k + 1 starts from the last frame of segment k, encoded by the
+causal VAE as one latent frame (the context), and adds 8 new frames. A chain of S segments has 9 + 8 (S - 1) frames.
+
+Errors can pile up along the chain: each context frame is a decoded, re-encoded sample. Conditioning augmentation
+(Ho et al., "Imagen Video", 2022; Stable Video Diffusion's noise augmentation) noises the context before it is given,
+x_c = (1 - s) x_c + s eps, so that a model trained that way learns not to copy the context's flaws. `context_noise`
+= s applies it at sampling time; the shipped model was trained with clean context frames only (lesson 09 measures
+what that does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .checks import check_int, check_number
+from .models.vae import encode_videos
+
+
+@torch.no_grad()
+def extend_video(pipe, storyboard: Sequence[list[str] | str], *, seed: int = 0, context_noise: float = 0.0,
+                 steps: int | None = None, cfg_scale: float | None = None) -> torch.Tensor:
+    """Videos (B, 3, 9 + 8 (S - 1), H, W) in [-1, 1] from a storyboard of S segments, each the B prompts (or one
+    prompt) of that segment, e.g. ["a red 3 moving left", "a red 3 moving right"]: segment 1 from text (text ->
+    image -> video), each next one from the last frame of the one before (`pipe.sample_latents(first_frame=...)`),
+    its context noised to level `context_noise` (0: clean). Segment k samples with seed `seed + k`."""
+    if isinstance(storyboard, str) or not isinstance(storyboard, Sequence) or not storyboard:
+        raise ValueError("storyboard must be a non-empty list of segments, each a prompt or a list of prompts, e.g. "
+                         "['a red 3 moving left', 'a red 3 moving right']")
+    segments = [pipe.check_prompts(p) for p in storyboard]
+    if len({len(p) for p in segments}) != 1:
+        raise ValueError(f"every segment needs the same number of prompts, got {[len(p) for p in segments]}")
+    seed = check_int("seed", seed)
+    s = check_number("context_noise", context_noise, 0.0, 1.0)
+    video = pipe.decode(pipe.sample_latents(segments[0], steps, cfg_scale, seed=seed))
+    parts = [video]
+    for k, prompts in enumerate(segments[1:], start=1):
+        context = encode_videos(pipe.vae, video[:, :, -1:].to(pipe.device))  # (B, C, 1, h, w), scaled
+        eps = torch.randn(context.shape, generator=torch.Generator().manual_seed(seed + 10_000 + k))
+        given = (1 - s) * context + s * eps.to(context.device)
+        latents = pipe.sample_latents(prompts, steps, cfg_scale, seed=seed + k, first_frame=given)
+        latents[:, :, :1] = context  # decode from the clean context: its frame is the last one already shown
+        video = pipe.decode(latents)
+        parts.append(video[:, :, 1:])
+    return torch.cat(parts, dim=2)

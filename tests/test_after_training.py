@@ -1,0 +1,95 @@
+"""Lesson 09's pieces on the shipped models: caption-swap editing by inversion, longer videos, a new word."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from minidiff.data import COLOURS, moving_digits, retint
+from minidiff.eval import judge_videos
+from minidiff.long_video import extend_video
+from minidiff.models.text import add_words
+from minidiff.models.vae import encode_videos
+from minidiff.pipeline import TextToVideo
+from minidiff.pretrained import load_pretrained
+from minidiff.recipes.concept import CONCEPT_TRAIN, teach_word
+from minidiff.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TextToVideo.from_pretrained(device="cpu")
+
+
+def test_pipeline_inversion_round_trip_and_bad_latents(pipe):
+    data = moving_digits(2, seed=3)
+    x0 = encode_videos(pipe.vae, data.videos)
+    noise = pipe.invert(x0, data.captions, steps=20)
+    back = pipe.sample_latents(data.captions, steps=20, noise=noise, cfg_scale=1.0)
+    assert float((back - x0).pow(2).mean()) < 0.1 * float(x0.pow(2).mean())
+    with pytest.raises(ValueError, match="scaled latents, shape"):
+        pipe.invert(x0[:, :, :2], data.captions)
+
+
+def test_extend_video_chains_segments_from_the_last_frame(pipe):
+    board = ["a red 3 moving left", "a red 3 moving right", "a red 3 moving left"]
+    video = extend_video(pipe, board, seed=1, steps=4)
+    assert video.shape == (1, 3, 9 + 8 + 8, 32, 32)
+    assert torch.equal(video[:, :, :9], pipe("a red 3 moving left", steps=4, seed=1))  # segment 1 is a plain sample
+    assert torch.equal(extend_video(pipe, board, seed=1, steps=4), video)  # a seed gives the same video
+    noisy = extend_video(pipe, board[:2], seed=1, steps=4, context_noise=0.5)
+    assert torch.equal(noisy[:, :, :9], video[:, :, :9]) and not torch.equal(noisy[:, :, 9:17], video[:, :, 9:17])
+    with pytest.raises(ValueError, match="same number of prompts"):
+        extend_video(pipe, [["a red 3 moving left"] * 2, "a red 3 moving up"])
+    with pytest.raises(ValueError, match="non-empty list of segments"):
+        extend_video(pipe, "a red 3 moving left")
+    with pytest.raises(ValueError, match="context_noise"):
+        extend_video(pipe, board, context_noise=1.5)
+
+
+def test_add_words_keeps_every_old_caption_and_knows_the_new_word(pipe):
+    bigger = add_words(pipe.text_encoder, ["Orange"])
+    old = ["a red 3 moving left", "a yellow 9 moving up", ""]  # "yellow" sorts after "orange": its row moved
+    with torch.no_grad():
+        for a, b in zip(pipe.text_encoder(old), bigger(old), strict=True):
+            assert torch.equal(a, b)
+        new = bigger(["a orange 3 moving left", "a red 3 moving left"])[1]
+    assert float((new[0] - new[1]).norm()) > 1.0
+    with pytest.raises(ValueError, match="new single words"):
+        add_words(pipe.text_encoder, ["red"])
+    with pytest.raises(ValueError, match="unknown word"):
+        pipe.text_encoder(["a orange 3 moving left"])
+
+
+def test_retint_and_a_judge_with_a_new_colour():
+    data = moving_digits(6, seed=2)
+    orange = retint(data.videos, (1.0, 0.55, 0.15))
+    assert torch.allclose(((orange + 1) / 2).amax(1), ((data.videos + 1) / 2).amax(1), atol=1e-6)  # the same ink
+    judge, _ = load_pretrained("digit-classifier")
+    palette = {**COLOURS, "orange": (1.0, 0.55, 0.15)}
+    read = judge_videos(orange, judge, palette=palette)
+    assert (read.colours == len(COLOURS)).all()
+    assert torch.equal(judge_videos(data.videos, judge, palette=palette).colours, data.colours)
+    with pytest.raises(ValueError, match="three numbers in"):
+        retint(data.videos, (2.0, 0.0, 0.0))
+
+
+def test_teach_word_trains_only_adapters_and_leaves_the_shipped_pipeline(pipe):
+    before = {k: v.clone() for k, v in pipe.mmdit.state_dict().items()}
+    taught, result = teach_word(pipe, "orange", (1.0, 0.55, 0.15), n_videos=8, progress=False,
+                                train_config=dataclasses.replace(CONCEPT_TRAIN, steps=3, batch_size=4))
+    assert result.step == 3 and "orange" in taught.vocabulary and "orange" not in pipe.vocabulary
+    assert all(torch.equal(v, pipe.mmdit.state_dict()[k]) for k, v in before.items())
+    assert set(taught.mmdit.state_dict()) == set(before)  # LoRA merged back: a plain MMDiT again
+    changed = [k for k, v in taught.mmdit.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all(k.endswith(("qkv.weight", "proj.weight")) for k in changed), changed
+    assert taught("a orange 3 moving left", steps=2).shape == (1, 3, 9, 32, 32)
+
+
+def test_training_a_model_with_nothing_to_train_says_so():
+    frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="nothing to train"):
+        train(frozen, lambda m, x, y, g: m(x).pow(2).mean(), (torch.randn(8, 2), None),
+              TrainConfig(steps=1, batch_size=4), progress=False)
