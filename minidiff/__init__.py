@@ -24,8 +24,11 @@ Modules, one concept each. Imports run one way, down these rows; the two halves 
      viz               plots, animations, the live loss curve
      train             the one training loop (AdamW, EMA, clipping, time budget, atomic checkpoints, resume, DDP)
      pretrained        shipped checkpoints: data/pretrained/NAME.safetensors + NAME.json, installing a new one
+     pipeline          text -> image -> video in one call (TextToVideo), and its inversion
+     long_video        longer videos: a storyboard of image-to-video segments
   4. recipes/          the exact settings and runs that produce every shipped checkpoint (python -m minidiff.recipes):
-                       configs, images, video, __main__ (the command line)
+                       configs, images, video, concept (a new word for the text-to-video model), __main__ (the
+                       command line)
      widgets           the lessons' interactive widgets
      exercises/        one module of checks per lesson, build (student notebooks), grade, runner, nbgrader_source,
                        __main__ (python -m minidiff.exercises)

@@ -269,6 +269,18 @@ def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torc
     return result
 
 
+def track_distance(videos: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per video, the mean distance in pixels between the ink's centre of mass in `videos` and in `reference` (both
+    (N, 3, T, H, W) in [-1, 1]), frame by frame: 0 when the glyph is where the reference's is, whatever it looks
+    like (how an edit kept the place and motion of what it changed)."""
+    if videos.shape != reference.shape or videos.ndim != 5:
+        raise ValueError(f"expected two video batches (N, 3, T, H, W) of one shape, got {tuple(videos.shape)} and "
+                         f"{tuple(reference.shape)}")
+    a = _centre_of_mass(((videos.detach().float().cpu() + 1) / 2).clamp(0, 1).amax(1))
+    b = _centre_of_mass(((reference.detach().float().cpu() + 1) / 2).clamp(0, 1).amax(1))
+    return ((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2).sqrt().mean(1)
+
+
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of x against ref, both in [-1, 1]: 10 log10(1 / MSE) on the [0, 1] scale."""
     if x.shape != ref.shape:

@@ -323,3 +323,27 @@ def test_animations_are_self_contained_gifs():
     for fps in (0, -3, 2.5):
         with pytest.raises(ValueError, match="fps"):
             animate_videos(v, fps=fps)
+
+
+def test_sdedit_explorer_frames_follow_the_strength_and_the_widget_redraws():
+
+    from minidiff.data import load_digits
+    from minidiff.pretrained import load_pretrained
+    from minidiff.widgets import draw_sdedit_frame, sdedit_explorer, sdedit_explorer_frame
+
+    model, _ = load_pretrained("flow-digits")
+    judge, _ = load_pretrained("digit-classifier")
+    x, y = load_digits(16, split="reference")
+    images, target = x[:3], (y[:3] + 1) % 10
+    none = sdedit_explorer_frame(model, images, target, 0.0, judge, steps=4)
+    full = sdedit_explorer_frame(model, images, target, 1.0, judge, steps=4)
+    assert torch.equal(none.edits, images.clamp(-1, 1)) and not torch.equal(full.edits, none.edits)
+    assert "strength 1.00" in full.title and f"/{len(images)}" in full.title
+    fig = plt.figure()
+    draw_sdedit_frame(full, fig)
+    plt.close(fig)
+    w = sdedit_explorer(model, images, target, judge, steps=4, strengths=(0.0, 0.5))
+    assert set(w.frames) == {0.0, 0.5}
+    w.children[0].value = 0.0
+    with pytest.raises(ValueError, match="strengths"):
+        sdedit_explorer(model, images, target, judge, strengths=(1.5,))

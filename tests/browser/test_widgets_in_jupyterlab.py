@@ -48,6 +48,7 @@ WIDGETS = {
     "06_vae": ["latent_explorer(vae"],
     "07_text_conditioning": ["prompt_search(clip"],
     "08_mmdit_text_to_video": ["prompt_playground(pipe"],
+    "09_after_training": ["sdedit_explorer(teacher"],
 }
 GOOD_PROMPT, UNKNOWN_PROMPT = "a blue 7 moving down", "a purple 7"
 LESSON_TIMEOUT_S = 900
