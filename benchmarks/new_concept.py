@@ -69,14 +69,14 @@ def vae_check(vae, judge, name: str, rgb: tuple[float, float, float]) -> dict:
 def main() -> None:
     from minidiff.pipeline import TextToVideo
     from minidiff.pretrained import load_pretrained
-    from minidiff.recipes.concept import CONCEPT_TRAIN, teach_word
+    from minidiff.recipes.concept import CONCEPT_TARGETS, CONCEPT_TRAIN, teach_word
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=CONCEPT_TRAIN.steps)
     p.add_argument("--replay", type=int, nargs="+", default=[0, 100])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--targets", nargs="+", default=["qkv", "proj"])
+    p.add_argument("--targets", nargs="+", default=list(CONCEPT_TARGETS))
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--shipped", action="store_true", help="also judge the shipped model on the old captions")

@@ -145,10 +145,10 @@ def check_grid(timesteps: object, increasing: bool = False) -> torch.Tensor:
     """A flow sampler's own time grid: a decreasing sequence of at least 2 points in [0, 1] (an increasing one with
     `increasing`, for inversion), as float64."""
     ts = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
-    way = "increasing" if increasing else "decreasing"
+    way = "an increasing" if increasing else "a decreasing"
     monotone = (ts[1:] > ts[:-1]) if increasing else (ts[1:] < ts[:-1])
     if len(ts) < 2 or not bool(monotone.all()) or float(ts.min()) < 0 or float(ts.max()) > 1:
-        raise ValueError(f"timesteps must be a {way} grid of at least 2 points in [0, 1], got "
+        raise ValueError(f"timesteps must be {way} grid of at least 2 points in [0, 1], got "
                          f"{ts.tolist()[:6]}{' ...' if len(ts) > 6 else ''}")
     return ts
 

@@ -50,7 +50,7 @@ def invert(model: Model, x: torch.Tensor, *, steps: int = 20, cond: Cond | None 
     end, the sampler at its high end, so a few steps leave a gap (measured in lesson 09)."""
     check_float_tensor("x", x, finite=True)
     grid = euler_timesteps(steps, shift).flip(0)
-    return integrate(model, tuple(x.shape), noise=x, timesteps=grid, cond=cond, progress=False)
+    return integrate(model, tuple(x.shape), noise=x, timesteps=grid, cond=cond, progress=False, invert=True)
 
 
 @torch.no_grad()

@@ -135,7 +135,7 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
               cond: Cond | None = None, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
               device: torch.device | str | None = None, trajectory: bool | int = False, progress: bool = True,
               shift: float = 1.0, timesteps: torch.Tensor | None = None,
-              before_step: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+              before_step: Callable[[torch.Tensor, float], torch.Tensor] | None = None, invert: bool = False
               ) -> torch.Tensor | tuple[torch.Tensor, list[TrajectoryStep]]:
     """The one loop behind `euler_sample`, `heun_sample` and `sde_sample`: check the inputs, build the grid, take the
     steps (method "euler", or "heun" with Heun's correction; Euler-Maruyama when churn > 0).
@@ -143,8 +143,9 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     `cond`: the model's keyword inputs; `noise`: the starting x (else drawn from `generator`); `trajectory`: also
     return the steps (True, or every n-th); `timesteps` (a decreasing grid in [0, 1], e.g. the tail of
     `euler_timesteps`) replaces steps/shift, and `noise` is then the starting x at timesteps[0] — a partly noised
-    latent starts the sampler part-way (SDEdit-style); an increasing grid integrates from data towards noise
-    (inversion, `editing.invert`). `before_step(x, t)`, if given, returns the x each step starts
+    latent starts the sampler part-way (SDEdit-style). With `invert`, `timesteps` must increase instead and the
+    same steps run from data towards noise (inversion, `editing.invert`). `before_step(x, t)`, if given, returns the
+    x each step starts
     from (`editing.inpaint` puts the known region back there)."""
     from tqdm.auto import tqdm
 
@@ -154,13 +155,9 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     if method == "heun" and churn > 0:
         raise ValueError("Heun's correction is for the ODE (churn = 0); use method='euler' with churn > 0 for the SDE")
     shape = check_shape(shape)
-    if timesteps is None:
-        ts = euler_timesteps(steps, shift)
-    else:  # an increasing grid runs the ODE the other way, data to noise: inversion (editing.invert)
-        first_last = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
-        ts = check_grid(timesteps, increasing=len(first_last) > 1 and bool(first_last[-1] > first_last[0]))
-        if churn > 0 and ts[-1] > ts[0]:
-            raise ValueError("an increasing grid (inversion) runs the ODE only: use churn = 0")
+    if invert and (timesteps is None or churn > 0):
+        raise ValueError("inversion runs the ODE (churn = 0) on a given increasing grid of timesteps")
+    ts = euler_timesteps(steps, shift) if timesteps is None else check_grid(timesteps, increasing=invert)
     device = torch.device(device) if device is not None else model_device(model)
     cond = check_cond(cond, shape[0], device, model)
     x = initial_noise(shape, noise, generator, device)

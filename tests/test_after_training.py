@@ -14,7 +14,7 @@ from minidiff.models.text import add_words
 from minidiff.models.vae import encode_videos
 from minidiff.pipeline import TextToVideo
 from minidiff.pretrained import load_pretrained
-from minidiff.recipes.concept import CONCEPT_TRAIN, teach_word
+from minidiff.recipes.concept import CONCEPT_TARGETS, CONCEPT_TRAIN, teach_word
 from minidiff.train import TrainConfig, train
 
 
@@ -84,7 +84,9 @@ def test_teach_word_trains_only_adapters_and_leaves_the_shipped_pipeline(pipe):
     assert all(torch.equal(v, pipe.mmdit.state_dict()[k]) for k, v in before.items())
     assert set(taught.mmdit.state_dict()) == set(before)  # LoRA merged back: a plain MMDiT again
     changed = [k for k, v in taught.mmdit.state_dict().items() if not torch.equal(v, before[k])]
-    assert changed and all(k.endswith(("qkv.weight", "proj.weight")) for k in changed), changed
+    targets = tuple(f"{t}.weight" for t in CONCEPT_TARGETS)
+    assert changed and all(k.endswith(targets) for k in changed), changed
+    assert any(k.endswith("qkv.weight") for k in changed) and any(k.endswith("lin.weight") for k in changed)
     assert taught("a orange 3 moving left", steps=2).shape == (1, 3, 9, 32, 32)
 
 

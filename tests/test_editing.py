@@ -57,7 +57,7 @@ def test_editing_refuses_bad_input_clearly(call, words):
 
 def test_inversion_then_sampling_returns_the_image_and_the_grid_may_run_upwards():
     """Euler inversion reads each slope at the other end of its interval from the sampler: the round trip's gap
-    shrinks as the steps grow (first order), and an increasing grid is the ODE run from data to noise."""
+    shrinks as the steps grow (first order); only an explicit `invert` runs the ODE from data to noise."""
     m, x = _model(), torch.rand(3, 1, 8, 8) * 2 - 1
     gaps = []
     for steps in (5, 20, 80):
@@ -70,7 +70,9 @@ def test_inversion_then_sampling_returns_the_image_and_the_grid_may_run_upwards(
     for t0, t1 in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
         by_hand = by_hand + (t1 - t0) * m(by_hand, torch.full((3,), t0))
     assert torch.allclose(editing.invert(m, x, steps=4), by_hand, atol=1e-5)
-    with pytest.raises(ValueError, match="ODE only"):
-        flow.integrate(m, x.shape, noise=x, timesteps=grid, churn=1.0, progress=False)
+    with pytest.raises(ValueError, match="churn = 0"):
+        flow.integrate(m, x.shape, noise=x, timesteps=grid, churn=1.0, progress=False, invert=True)
     with pytest.raises(ValueError, match="increasing grid"):
-        flow.integrate(m, x.shape, noise=x, timesteps=[0.0, 0.5, 0.4, 1.0], progress=False)
+        flow.integrate(m, x.shape, noise=x, timesteps=[0.0, 0.5, 0.4, 1.0], progress=False, invert=True)
+    with pytest.raises(ValueError, match="decreasing grid"):  # a sampler never silently runs backwards
+        flow.integrate(m, x.shape, noise=x, timesteps=grid, progress=False)

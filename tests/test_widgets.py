@@ -326,7 +326,6 @@ def test_animations_are_self_contained_gifs():
 
 
 def test_sdedit_explorer_frames_follow_the_strength_and_the_widget_redraws():
-
     from minidiff.data import load_digits
     from minidiff.pretrained import load_pretrained
     from minidiff.widgets import draw_sdedit_frame, sdedit_explorer, sdedit_explorer_frame

@@ -2,7 +2,8 @@
 
 The word gets a row in the text encoder's vocabulary (`models.text.add_words`: a fresh embedding, the rest of the
 encoder unchanged, so every old caption encodes exactly as before); the MMDiT gets LoRA adapters on its attention
-projections (`lora.add_lora`: the shipped weights frozen, a rank-r update trained); nothing else moves. The training
+projections and on its modulation path (`lora.add_lora`: the shipped weights frozen, a rank-r update trained);
+nothing else moves. The training
 videos are moving digits re-tinted (`data.retint`), captioned with the new word, optionally mixed with the old
 data ("replay") so the old words are rehearsed while the new one is learned.
 """
@@ -21,6 +22,10 @@ from ..models.vae import encode_videos
 from ..train import TrainConfig, TrainResult, train
 from .video import t2v_loss_fn
 
+# LoRA on the attention projections and on the path that carries the pooled text into every block (the MLPEmbedders'
+# in_layer / out_layer, each block's Modulation `lin`): attention alone learned the new colour in 0.28-0.45 of videos,
+# with the modulation path 0.95 (benchmarks/new_concept.py, lesson 09 section 4) -- a colour is read from y_vec.
+CONCEPT_TARGETS = ("qkv", "proj", "lin", "in_layer", "out_layer")
 CONCEPT_TRAIN = TrainConfig(steps=600, batch_size=16, lr=2e-3, warmup_steps=20, ema_decay=0.98, grad_clip=1.0,
                             log_every=25, seed=0)
 
@@ -33,7 +38,7 @@ def concept_videos(word: str, rgb: tuple[float, float, float], n: int, seed: int
 
 
 def teach_word(pipe, word: str, rgb: tuple[float, float, float], *, n_videos: int = 100, replay: int = 0,
-               rank: int = 8, targets: tuple[str, ...] = ("qkv", "proj"), train_config: TrainConfig | None = None,
+               rank: int = 8, targets: tuple[str, ...] = CONCEPT_TARGETS, train_config: TrainConfig | None = None,
                progress: bool = True, seed: int = 0) -> tuple[object, TrainResult]:
     """A copy of the pipeline `pipe` that knows `word` (a colour, tint `rgb`), and its training run: `n_videos` new
     videos, plus `replay` videos of the old training data; LoRA of `rank` on the MMDiT's linear layers named
