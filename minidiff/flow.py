@@ -145,8 +145,7 @@ def integrate(model: Model, shape: tuple[int, ...], *, steps: int = 20, method: 
     `euler_timesteps`) replaces steps/shift, and `noise` is then the starting x at timesteps[0] — a partly noised
     latent starts the sampler part-way (SDEdit-style). With `invert`, `timesteps` must increase instead and the
     same steps run from data towards noise (inversion, `editing.invert`). `before_step(x, t)`, if given, returns the
-    x each step starts
-    from (`editing.inpaint` puts the known region back there)."""
+    x each step starts from (`editing.inpaint` puts the known region back there)."""
     from tqdm.auto import tqdm
 
     if method not in ("euler", "heun"):

@@ -48,3 +48,33 @@ def extend_video(pipe, storyboard: Sequence[list[str] | str], *, seed: int = 0, 
         video = pipe.decode(latents)
         parts.append(video[:, :, 1:])
     return torch.cat(parts, dim=2)
+
+
+REVERSE = {0: 1, 1: 0, 2: 3, 3: 2}  # left <-> right, up <-> down (indices into data.DIRECTION_NAMES)
+
+
+def back_and_forth(segments: int, every: int = 1) -> tuple[list[list[str]], torch.Tensor, torch.Tensor,
+                                                           list[torch.Tensor]]:
+    """A storyboard that keeps the digit on the canvas: every `every`-th training combination (digit, colour, left or
+    up) whose reverse is a training combination too, moving one way in odd segments and back in even ones. Returns
+    (storyboard, digits, colours, [directions of each segment]) for `extend_video` and the judge."""
+    from .data import HELDOUT_COMBOS, caption
+
+    segments = check_int("segments", segments, low=1)
+    every = check_int("every", every, low=1)
+    combos = [(d, c, m) for d in range(10) for c in range(6) for m in (0, 2)
+              if (d, c, m) not in HELDOUT_COMBOS and (d, c, REVERSE[m]) not in HELDOUT_COMBOS][::every]
+    digits, colours = torch.tensor([x[0] for x in combos]), torch.tensor([x[1] for x in combos])
+    directions = [torch.tensor([m if k % 2 == 0 else REVERSE[m] for _, _, m in combos]) for k in range(segments)]
+    board = [[caption(int(d), int(c), int(m)) for d, c, m in zip(digits, colours, directions[k], strict=True)]
+             for k in range(segments)]
+    return board, digits, colours, directions
+
+
+def judge_segments(videos: torch.Tensor, judge, digits: torch.Tensor, colours: torch.Tensor,
+                   directions: list[torch.Tensor]) -> list[dict[str, float]]:
+    """The video judge's accuracies on each 9-frame segment (frames 8k .. 8k + 8) of long videos."""
+    from .eval import judge_videos
+
+    return [judge_videos(videos[:, :, 8 * k: 8 * k + 9], judge, digits, colours, m).accuracy
+            for k, m in enumerate(directions)]

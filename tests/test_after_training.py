@@ -95,3 +95,37 @@ def test_training_a_model_with_nothing_to_train_says_so():
     with pytest.raises(ValueError, match="nothing to train"):
         train(frozen, lambda m, x, y, g: m(x).pow(2).mean(), (torch.randn(8, 2), None),
               TrainConfig(steps=1, batch_size=4), progress=False)
+
+
+def test_back_and_forth_storyboard_stays_on_training_combinations():
+    from minidiff.data import HELDOUT_COMBOS
+    from minidiff.long_video import REVERSE, back_and_forth
+
+    board, d, c, m = back_and_forth(3, every=5)
+    assert len(board) == 3 and len({len(b) for b in board}) == 1 == len({len(d), len(c), len(board[0])})
+    assert torch.equal(m[1], torch.tensor([REVERSE[int(x)] for x in m[0]])) and torch.equal(m[2], m[0])
+    for k in range(3):
+        assert not any((int(a), int(b), int(x)) in HELDOUT_COMBOS for a, b, x in zip(d, c, m[k], strict=True))
+    assert board[1][0].startswith(f"a {board[0][0].split()[1]} {int(d[0])} moving")
+
+
+def test_conditioning_augmentation_noises_only_the_given_frame():
+    from minidiff.recipes.video import t2v_loss_fn
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, t, txt, y_vec, cond=None):
+            seen.append(cond)
+            return torch.zeros_like(x)
+
+    x = torch.randn(4, 4, 3, 4, 4)
+    txt, vec = torch.randn(2, 8, 64), torch.randn(2, 64)
+    for noise in (0.0, 0.5):
+        loss = t2v_loss_fn(txt, vec, 1, 0.0, 1.0, tasks={"i2v": 1.0}, context_noise=noise)
+        loss(Spy(), x, torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
+    clean, noisy = seen
+    assert torch.equal(clean[:, 1:, :1], x[:, :, :1]) and not torch.equal(noisy[:, 1:, :1], x[:, :, :1])
+    assert torch.equal(noisy[:, :1], clean[:, :1]) and not noisy[:, 1:, 1:].any()  # the mask; other frames empty
+    with pytest.raises(ValueError, match="context_noise"):
+        t2v_loss_fn(txt, vec, 1, 0.0, 1.0, context_noise=2.0)

@@ -105,7 +105,7 @@ def check_tasks(tasks: object) -> dict[str, float]:
 
 def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: int, text_dropout: float,
                 shift: float, joint: bool = True, repa_encoder: torch.nn.Module | None = None,
-                repa_weight: float = 0.0, tasks: dict[str, float] | None = None):
+                repa_weight: float = 0.0, tasks: dict[str, float] | None = None, context_noise: float = 0.0):
     """Rectified flow on scaled video latents, conditioned on caption `y` (an index into the text tables):
     the caption is dropped to the empty one ("", index `null_index`) with probability `text_dropout` for guidance
     (txt and y_vec together if `joint`, else each on its own, as Open-Sora does); t is logit-normal, then shifted by
@@ -115,8 +115,10 @@ def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: in
     `tasks` ({task: probability}, default {"t2v": 1}) says what each step practises on its batch of latent videos,
     one task per step: "t2i" the first latent frame alone (an image: the causal VAE encodes frame 0 by itself),
     "i2v" the whole video with its first latent frame given (`i2v_condition`, for an MMDiT with cond_embed), "t2v"
-    the whole video with nothing given."""
+    the whole video with nothing given. `context_noise` > 0 is conditioning augmentation (lesson 09): each i2v step
+    gives its first latent frame noised to a level drawn uniformly in [0, context_noise], (1 - s) x + s eps."""
     tasks = check_tasks(tasks or {"t2v": 1.0})
+    context_noise = check_number("context_noise", context_noise, 0.0, 1.0)
     names, weights = list(tasks), torch.tensor(list(tasks.values()), dtype=torch.float64)
 
     def loss_fn(model, x, y, g):
@@ -127,7 +129,11 @@ def t2v_loss_fn(txt_table: torch.Tensor, vec_table: torch.Tensor, null_index: in
         if task == "t2i":
             x = x[:, :, :1]
         elif task == "i2v":
-            cond["cond"] = i2v_condition(x[:, :, :1], x.shape[2])
+            known = x[:, :, :1]
+            if context_noise > 0:  # conditioning augmentation: the given frame as a noisy, imperfect one
+                s = (torch.rand(x.shape[0], generator=g) * context_noise).to(x.device).view(-1, 1, 1, 1, 1)
+                known = (1 - s) * known + s * torch.randn(known.shape, generator=g).to(x.device)
+            cond["cond"] = i2v_condition(known, x.shape[2])
         if repa_encoder is None:
             return flow.flow_loss(model, x, cond=cond, generator=g, logit_normal=True, shift=shift)
         p = model.config.patch_size
