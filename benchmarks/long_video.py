@@ -10,7 +10,9 @@ seed and steps (half stills, half image-to-video, lr 1e-4): one gives the image-
 shipped recipe does), one noises it to a level drawn in [0, --aug] (conditioning augmentation, as Imagen Video's
 cascade and Stable Video Diffusion train). Each is then chained over the back-and-forth storyboard
 (`long_video.back_and_forth`) with context noise 0 and --aug / 2 at sampling; so is the shipped model. The control
-(clean fine-tune) separates the effect of the augmentation from that of more training.
+(clean fine-tune) separates the effect of the augmentation from that of more training. --colour-match-only records
+the shipped model chained with `extend_video(colour_match=True)` (each context frame's ink colour matched to the
+video's first frame).
 """
 
 from __future__ import annotations
@@ -57,12 +59,22 @@ def main() -> None:
     p.add_argument("--segments", type=int, default=5)
     p.add_argument("--every", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--colour-match-only", action="store_true",
+                   help="only the shipped model with each context frame's colour matched to the first frame")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     pipe = TextToVideo.from_pretrained()
     judge, _ = load_pretrained("digit-classifier")
     board, digits, colours, directions = back_and_forth(a.segments, a.every)
     common = {"n_videos": len(digits), "threads": a.threads, "date": datetime.date.today().isoformat()}
+    if a.colour_match_only:
+        videos = extend_video(pipe, board, seed=0, colour_match=True)
+        record = {"model": "shipped, colour matched", "train_context_noise": 0.0, "context_noise": 0.0,
+                  "segments": judge_segments(videos, judge, digits, colours, directions), "train_steps": 0,
+                  "train_seconds": 0.0, **common}
+        print(record)
+        append_records("long_video", [record])
+        return
     models = [("shipped", pipe.mmdit, 0.0, 0, 0.0)]
     for name, noise in (("fine-tuned, clean context", 0.0), ("fine-tuned, augmented context", a.aug)):
         model, seconds = fine_tune(pipe, a.steps, noise)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from minidiff.data import COLOURS, moving_digits, retint
+from minidiff.data import COLOUR_NAMES, COLOURS, moving_digits, retint
 from minidiff.eval import judge_videos
 from minidiff.long_video import extend_video
 from minidiff.models.text import add_words
@@ -129,3 +129,27 @@ def test_conditioning_augmentation_noises_only_the_given_frame():
     assert torch.equal(noisy[:, :1], clean[:, :1]) and not noisy[:, 1:, 1:].any()  # the mask; other frames empty
     with pytest.raises(ValueError, match="context_noise"):
         t2v_loss_fn(txt, vec, 1, 0.0, 1.0, context_noise=2.0)
+
+
+def test_match_colour_removes_a_colour_cast_and_keeps_the_shape():
+    from minidiff.long_video import match_colour
+
+    data = moving_digits(3, seed=4)
+    cast = retint(data.videos, (0.8, 0.15, 0.6))  # the red digits' ink with a blue cast
+    red = retint(data.videos, (1.0, 0.15, 0.15))
+    fixed = match_colour(cast, red[:, :, :1])
+    judge, _ = load_pretrained("digit-classifier")
+    assert (judge_videos(cast, judge).colours == COLOUR_NAMES.index("magenta")).all()
+    assert (judge_videos(fixed, judge).colours == COLOUR_NAMES.index("red")).all()
+
+    def hue(v):  # the mean ink colour, scaled by its largest channel
+        u = (v + 1) / 2
+        m = (u * (u.amax(1, keepdim=True) > 0.5)).sum((0, 2, 3, 4))
+        return m / m.max()
+
+    assert torch.allclose(hue(fixed), hue(red), atol=0.05), (hue(fixed), hue(red))
+    assert torch.equal(fixed > -1, cast > -1)  # the same pixels hold ink: the shape is untouched
+    dark = torch.full_like(cast, -1.0)
+    assert torch.equal(match_colour(dark, red), dark)  # no ink: unchanged
+    with pytest.raises(ValueError, match="same B"):
+        match_colour(cast, red[:2])
