@@ -30,15 +30,14 @@ WORD, TINT = "orange", (1.0, 0.55, 0.15)  # between red and yellow: a tint the s
 
 def adherence(pipe, judge, which: str, seed: int = 5) -> dict:
     """The judge's accuracies on the new-word captions ("new") or every 4th training caption ("old")."""
-    from minidiff.data import COLOURS, DIRECTION_NAMES, caption_attributes, caption_table
+    from minidiff.data import COLOURS, caption_attributes, caption_table
     from minidiff.eval import judge_videos, split_captions
+    from minidiff.recipes.concept import word_captions
 
     palette = {**COLOURS, WORD: TINT}
     if which == "new":
-        d = torch.arange(10).repeat_interleave(4)
-        m = torch.arange(4).repeat(10)
+        prompts, d, m = word_captions(WORD)
         c = torch.full_like(d, len(COLOURS))
-        prompts = [f"a {WORD} {int(a)} moving {DIRECTION_NAMES[int(b)]}" for a, b in zip(d, m, strict=True)]
     else:
         idx = split_captions("train")[::4]
         d, c, m = caption_attributes(idx)

@@ -240,6 +240,9 @@ def judge_videos(videos: torch.Tensor, classifier: DigitClassifier, digits: torc
     rgb = (v * bright[:, None]).sum((2, 3, 4)) / bright.sum((1, 2, 3)).clamp_min(1)[:, None]
     rgb = rgb / rgb.max(dim=1, keepdim=True).values.clamp_min(1e-6)
     palette = torch.tensor(list((COLOURS if palette is None else palette).values()), dtype=torch.float32)
+    if palette.ndim != 2 or palette.shape[1] != 3 or not len(palette):
+        raise ValueError("palette must map colour names to (r, g, b) triples, e.g. {**data.COLOURS, 'orange': (1.0, "
+                         f"0.55, 0.15)}}; got values of shape {tuple(palette.shape)}")
     has_ink = bright.sum((1, 2, 3)) > 0
     colour_pred = torch.where(has_ink, torch.cdist(rgb, palette).argmin(1), -1)
 

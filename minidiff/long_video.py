@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .checks import check_int, check_number
+from .checks import check_float_tensor, check_int, check_number
 from .models.vae import encode_videos
 
 
@@ -35,6 +35,8 @@ def match_colour(frames: torch.Tensor, reference: torch.Tensor, threshold: float
         count = bright.sum((2, 3, 4))
         return (u * bright).sum((2, 3, 4)) / count.clamp_min(1), count.squeeze(1) > 0
 
+    check_float_tensor("frames", frames, finite=True)
+    check_float_tensor("reference", reference, finite=True)
     if frames.ndim != 5 or reference.ndim != 5 or frames.shape[:2] != reference.shape[:2]:
         raise ValueError(f"frames and reference must be video batches (B, 3, T, H, W) of the same B, got "
                          f"{tuple(frames.shape)} and {tuple(reference.shape)}")
@@ -101,5 +103,9 @@ def judge_segments(videos: torch.Tensor, judge, digits: torch.Tensor, colours: t
     """The video judge's accuracies on each 9-frame segment (frames 8k .. 8k + 8) of long videos."""
     from .eval import judge_videos
 
+    need = 8 * len(directions) + 1
+    if videos.ndim != 5 or videos.shape[2] < need:
+        raise ValueError(f"{len(directions)} segments need videos (N, 3, T, H, W) of at least {need} frames, got shape "
+                         f"{tuple(getattr(videos, 'shape', ()))}")
     return [judge_videos(videos[:, :, 8 * k: 8 * k + 9], judge, digits, colours, m).accuracy
             for k, m in enumerate(directions)]

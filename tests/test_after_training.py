@@ -153,3 +153,21 @@ def test_match_colour_removes_a_colour_cast_and_keeps_the_shape():
     assert torch.equal(match_colour(dark, red), dark)  # no ink: unchanged
     with pytest.raises(ValueError, match="same B"):
         match_colour(cast, red[:2])
+
+
+def test_lesson_09_helpers_refuse_bad_input_clearly():
+    from minidiff.long_video import back_and_forth, judge_segments, match_colour
+    from minidiff.recipes.concept import word_captions
+
+    judge, _ = load_pretrained("digit-classifier")
+    videos = moving_digits(2, seed=1).videos
+    _, d, c, m = back_and_forth(3, every=40)
+    with pytest.raises(ValueError, match="at least 25 frames"):
+        judge_segments(videos[:len(d)], judge, d, c, m)
+    with pytest.raises(ValueError, match="finite"):
+        match_colour(videos * float("nan"), videos)
+    with pytest.raises(ValueError, match="palette must map colour names"):
+        judge_videos(videos, judge, palette={"grey": (0.5, 0.5)})
+    prompts, digits, directions = word_captions("orange")
+    assert len(prompts) == 40 == len(set(prompts)) and prompts[0] == "a orange 0 moving left"
+    assert prompts[-1] == f"a orange 9 moving {['left', 'right', 'up', 'down'][int(directions[-1])]}"

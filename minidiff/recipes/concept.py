@@ -37,6 +37,17 @@ def concept_videos(word: str, rgb: tuple[float, float, float], n: int, seed: int
     return retint(data.videos, rgb), captions, data
 
 
+def word_captions(word: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The 40 captions "a <word> <digit> moving <direction>" (every digit and direction) with their digits and
+    directions (indices into data.DIRECTION_NAMES): what adherence to a new colour word is measured on."""
+    from ..data import DIRECTION_NAMES
+
+    digits = torch.arange(10).repeat_interleave(len(DIRECTION_NAMES))
+    directions = torch.arange(len(DIRECTION_NAMES)).repeat(10)
+    prompts = [f"a {word} {int(d)} moving {DIRECTION_NAMES[int(m)]}" for d, m in zip(digits, directions, strict=True)]
+    return prompts, digits, directions
+
+
 def teach_word(pipe, word: str, rgb: tuple[float, float, float], *, n_videos: int = 100, replay: int = 0,
                rank: int = 8, targets: tuple[str, ...] = CONCEPT_TARGETS, train_config: TrainConfig | None = None,
                progress: bool = True, seed: int = 0) -> tuple[object, TrainResult]:
