@@ -76,6 +76,7 @@ class TrainResult:
     stopped_by: str = "steps"
     world_size: int = 1  # processes that trained it (torchrun --nproc_per_node); 1 without torchrun
     device: str = "cpu"
+    images_seen: int = 0  # training examples drawn: steps x the global batch (a budget a project can check)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -229,7 +230,7 @@ def train(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Ten
         save(final=True)
     model.eval()
     return TrainResult(model, ema, log.losses, step, log.minutes(), stopped_by, world_size=ctx.world_size,
-                       device=str(device))
+                       device=str(device), images_seen=step * config.batch_size)
 
 
 # ----------------------------------------------------------------------------------------- set-up and checkpoints

@@ -154,3 +154,27 @@ def test_label_dropout_rate_is_as_configured(p):
     assert abs(float(dropped.float().mean()) - p) < 0.01
     assert torch.equal(out[~dropped], y[~dropped])
     assert drop_labels(None, 10, 0.5, g) is None
+
+
+def test_cross_attention_equals_torch_multihead_attention_with_the_same_weights():
+    """minidiff's CrossAttention (PixArt's layout: q_linear, kv_linear = [keys; values], proj) against
+    torch.nn.MultiheadAttention given the same weights, with a context of another width and length."""
+    from minidiff.models.dit import CrossAttention
+
+    torch.manual_seed(0)
+    dim, heads, ctx = 32, 4, 24
+    ours = CrossAttention(dim, heads, context_dim=ctx)
+    ref = torch.nn.MultiheadAttention(dim, heads, kdim=ctx, vdim=ctx, batch_first=True)
+    with torch.no_grad():
+        ref.q_proj_weight.copy_(ours.q_linear.weight)
+        ref.k_proj_weight.copy_(ours.kv_linear.weight[:dim])
+        ref.v_proj_weight.copy_(ours.kv_linear.weight[dim:])
+        ref.in_proj_bias.copy_(torch.cat([ours.q_linear.bias, ours.kv_linear.bias]))
+        ref.out_proj.weight.copy_(ours.proj.weight)
+        ref.out_proj.bias.copy_(ours.proj.bias)
+        x, c = torch.randn(2, 10, dim), torch.randn(2, 7, ctx)
+        assert torch.allclose(ours(x, c), ref(x, c, c, need_weights=False)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="context must be"):
+        ours(x, torch.randn(2, 7, dim))
+    with pytest.raises(ValueError, match="not divisible"):
+        CrossAttention(30, 4)

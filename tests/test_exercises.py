@@ -18,6 +18,7 @@ from minidiff.exercises import lesson03 as _lesson03
 from minidiff.exercises import lesson04 as _lesson04
 from minidiff.exercises import lesson05 as _lesson05
 from minidiff.exercises import lesson06 as _lesson06
+from minidiff.exercises import lesson08 as _lesson08
 from minidiff.exercises import lesson09 as _lesson09
 from minidiff.models.text import clip_loss
 from minidiff.models.vae import causal_pad
@@ -325,7 +326,7 @@ CASES.update({
         _layers.patchify,
         [
             (_patchify_wrong_inner_order, "right pixels but in another order"),
-            (_patchify_naive, "reshape to (B, C, H/p, p, W/p, p)"),
+            (_patchify_naive, "which patch"),
             (lambda x, p: x.flatten(2).transpose(1, 2), "returned shape"),
         ],
     ),
@@ -345,7 +346,7 @@ CASES.update({
             (lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1], -1) @ v, "not by d"),
             (lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -2) @ v, "over the keys"),
             (lambda q, k, v: torch.softmax(k @ q.transpose(-2, -1) / q.shape[-1] ** 0.5, -1) @ v, "queries as rows"),
-            (lambda q, k, v: v, "with the softmax over the last axis"),
+            (lambda q, k, v: v, "normalised over the keys"),
         ],
     ),
     "modulate": (
@@ -353,7 +354,7 @@ CASES.update({
         _layers.modulate,
         [
             (lambda x, sh, sc: x * sc[:, None] + sh[:, None], "identity when scale = 0"),
-            (lambda x, sh, sc: x * (1 + sc[:, :, None].mean(1, keepdim=True)) + sh[:, None], "unsqueeze(1)"),
+            (lambda x, sh, sc: x * (1 + sc[:, :, None].mean(1, keepdim=True)) + sh[:, None], "no token axis"),
         ],
     ),
     "dit_block": (
@@ -365,6 +366,40 @@ CASES.update({
             (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, parallel=True), "sequential"),
             (lambda b, x, c: _lesson05._dit_block_variant(b, x, c, norm=False), "normalise before modulating"),
             (lambda b, x, c: x + b.attn(b.norm1(x)), "differs from the DiT block"),
+        ],
+    ),
+    "multi_head_attention": (
+        ex.check_multi_head_attention,
+        lambda a, x: _lesson05._mha_variant(a, x),
+        [
+            (lambda a, x: _lesson05._mha_variant(a, x, proj=False), "output projection"),
+            (lambda a, x: _lesson05._mha_variant(a, x, layout="hkd"), "(3, heads, head size)"),
+            (lambda a, x: _lesson05._mha_variant(a, x, merge="reshape"), "bring the token axis"),
+            (lambda a, x: _lesson05._mha_variant(a, x, scale="width"), "not by the width D"),
+            (lambda a, x: a.proj(x), "cut into heads"),
+        ],
+    ),
+    "cross_attention": (
+        ex.check_cross_attention,
+        lambda a, x, c: a(x, c),
+        [
+            (lambda a, x, c: _lesson05._cross_variant(a, x, c, keys_from="x"), "that is self-attention"),
+            (lambda a, x, c: _lesson05._cross_variant(a, x, c, proj=False), "output projection"),
+            (lambda a, x, c: _lesson05._cross_variant(a, x, c, kv_order="vk"), "keys first"),
+            (lambda a, x, c: _lesson05._cross_variant(a, x, c, scale="width"), "not by the width D"),
+            (lambda a, x, c: a.proj(a.q_linear(x)), "one row of weights per image token"),
+        ],
+    ),
+    "time_shift": (
+        ex.check_time_shift,
+        lambda g, t: flow.time_shift(g, t),
+        [
+            (lambda g, t: t / (g - (g - 1) * t), "inverse shift"),
+            (lambda g, t: g * t / (1 + g * t), "has to stay 1"),
+            (lambda g, t: g * t, "not a stretch"),
+            (lambda g, t: 1 - g * (1 - t) / (1 + (g - 1) * (1 - t)), "inverse shift"),  # the same function
+            (lambda g, t: g * t / (1 + (g - 1)), "came back unchanged"),
+            (lambda g, t: t ** (1 / g), "keeps 0 and 1"),
         ],
     ),
     "cfg_combine": (
@@ -520,7 +555,7 @@ CASES.update({
             (_rope_wrong_direction, "wrong way"),
             (lambda q, k, pe: (_layers.apply_rope(q, k, pe)[0], k), "keys as well"),
             (lambda q, k, pe: (q * 1.5, k), "length"),
-            (lambda q, k, pe: (q.flip(-1), k.flip(-1)), "adjacent dims"),
+            (lambda q, k, pe: (q.flip(-1), k.flip(-1)), "adjacent dimensions"),
         ],
     ),
     "modulated_residual": (
@@ -540,7 +575,7 @@ CASES.update({
             (lambda tq, tk, tv, iq, ik, iv, pe: _ref_joint(iq, ik, iv, tq, tk, tv, pe)[::-1], "text first"),
             (_separate_attention, "two separate attentions"),
             (lambda tq, tk, tv, iq, ik, iv, pe: (tv.transpose(1, 2).flatten(2), iv.transpose(1, 2).flatten(2)),
-             "is the text part"),
+             "are the text part"),
         ],
     ),
     "guided_euler_step": (
@@ -555,7 +590,7 @@ CASES.update({
              "extrapolates"),
             (lambda m, x, tc, tn, c, n, s: _ref_guided_step(m, x, tn, tn - (tc - tn), c, n, s) * 0
              + x + (tn - tc) * _cfg(m(x, torch.full((x.shape[0],), tn), **c),
-                                    m(x, torch.full((x.shape[0],), tn), **n), s), "evaluate the model at t_cur"),
+                                    m(x, torch.full((x.shape[0],), tn), **n), s), "made at the step.s start"),
         ],
     ),
     "i2v_condition": (
@@ -576,8 +611,33 @@ CASES.update({
         _ref_double_block,
         [
             (lambda b, i, t, v, pe: _ref_double_block(b, i, t, v, pe)[::-1], "in that order"),
-            (_double_block_shared_txt_weights, "per stream"),
+            (_double_block_shared_txt_weights, "its own weights"),
             (lambda b, i, t, v, pe: (_ref_double_block(b, i, t, v, pe)[0], t), "check the text stream"),
+        ],
+    ),
+    "single_stream_block": (
+        ex.check_single_stream_block,
+        lambda b, x, v, pe: b(x, v, pe),
+        [
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, order="mlp_first"), "q, k, v first"),
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, gate=False), "gated before"),
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, residual=False), "keep the residual"),
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, qk_norm=False), "RMS-normalised"),
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, act=False), "activation"),
+            (lambda b, x, v, pe: _lesson08._single_block_variant(b, x, v, pe, rope=False), "through RoPE"),
+            (lambda b, x, v, pe: x + b.linear2(torch.cat([x, x, x, x, x], -1)), "parallel block"),
+        ],
+    ),
+    "prepare_img_ids": (
+        ex.check_prepare_img_ids,
+        _mmdit.prepare_img_ids,
+        [
+            (lambda *a: _lesson08._img_ids_variant(*a, units="pixels"), "in tokens"),
+            (lambda *a: _lesson08._img_ids_variant(*a, order="rcf"), "frame first"),
+            (lambda *a: _lesson08._img_ids_variant(*a, raster="column"), "row by row"),
+            (lambda *a: _lesson08._img_ids_variant(*a, start=1), "count from 0"),
+            (lambda *a: _mmdit.prepare_img_ids(*a).long(), "return floats"),
+            (lambda *a: _mmdit.prepare_img_ids(*a) * 0, "one .frame, row, column. triple"),
         ],
     ),
 })
@@ -830,9 +890,11 @@ def test_student_version_fails_exactly_at_its_check_cells(lesson):
         if cell.cell_type != "code":
             continue
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        if "check" in cell.metadata.get("tags", []):
+        tags = cell.metadata.get("tags", [])
+        if "check" in tags or "project" in tags:  # a project's check: graded the same way, its score not compared
             checks += 1
-            assert "NBVAL_CHECK_OUTPUT" in cell.source  # compared in lessons, not in submissions (nbval_grading)
+            if "check" in tags:
+                assert "NBVAL_CHECK_OUTPUT" in cell.source  # compared in lessons, not in submissions (nbval_grading)
             if not errors or errors[0].ename != "CheckFailed":
                 failures.append(f"check cell {i} did not fail with CheckFailed: {[e.ename for e in errors]}")
             elif "still the stub" not in errors[0].evalue:

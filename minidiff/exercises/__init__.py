@@ -32,12 +32,20 @@ from .lesson01 import (
 )
 from .lesson02 import check_ancestral_step, check_ddpm_loss, check_posterior, check_predict_x0, check_sample_loop
 from .lesson03 import check_clipped_eps, check_ddim_step, check_ddim_timesteps, check_invert, check_slerp
-from .lesson04 import check_estimates_from_velocity, check_euler_sampler, check_heun_sampler, check_velocity_loss
+from .lesson04 import (
+    check_estimates_from_velocity,
+    check_euler_sampler,
+    check_heun_sampler,
+    check_time_shift,
+    check_velocity_loss,
+)
 from .lesson05 import (
     check_attention,
     check_cfg_combine,
+    check_cross_attention,
     check_dit_block,
     check_modulate,
+    check_multi_head_attention,
     check_patchify,
     check_unpatchify,
 )
@@ -51,8 +59,11 @@ from .lesson08 import (
     check_joint_attention,
     check_modulated_residual,
     check_pack,
+    check_prepare_img_ids,
+    check_single_stream_block,
 )
 from .lesson09 import check_distillation_target, check_lora_forward, check_put_back, check_sdedit
+from .projects import check_project_dit, check_project_fast_t2v
 from .runner import execute_notebook
 
 __all__ = [
@@ -85,11 +96,14 @@ __all__ = [
     "check_euler_sampler",
     "check_heun_sampler",
     "check_estimates_from_velocity",
+    "check_time_shift",
     "check_patchify",
     "check_unpatchify",
     "check_modulate",
+    "check_multi_head_attention",
     "check_attention",
     "check_cfg_combine",
+    "check_cross_attention",
     "check_dit_block",
     "check_reparameterize",
     "check_kl_divergence",
@@ -100,6 +114,8 @@ __all__ = [
     "check_clip_loss",
     "check_clip_training_step",
     "check_pack",
+    "check_prepare_img_ids",
+    "check_single_stream_block",
     "check_apply_rope",
     "check_modulated_residual",
     "check_joint_attention",
@@ -110,4 +126,6 @@ __all__ = [
     "check_sdedit",
     "check_put_back",
     "check_lora_forward",
+    "check_project_dit",
+    "check_project_fast_t2v",
 ]

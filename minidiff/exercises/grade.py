@@ -7,6 +7,8 @@ Outputs are stripped before execution, so what a student left in the notebook (a
 counts. One row per (student, exercise): passed, wrong (the check's hint, first line), unsolved (still the stub),
 error (the exception that stopped the student's code: SyntaxError, NameError, ...), not reached (the notebook timed
 out or stopped before the check). A check cell is a code cell tagged "check"; its exercise is the `check_*` it calls.
+A project cell (tagged "project", `check_project_*`) is graded the same way, and its detail reports the measured
+score against the bar; in fast mode (the default) its training budget is cut, so it is "not graded" (use --full).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-STATUSES = ("passed", "wrong", "unsolved", "error", "not reached")
+STATUSES = ("passed", "wrong", "unsolved", "error", "not reached", "not graded")
+GRADED_TAGS = ("check", "project")
 _CHECK_CALL = re.compile(r"\bcheck_(\w+)\s*\(")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -56,7 +59,8 @@ def rows_from_executed(nb, student: str, lesson: str) -> list[Row]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        if "check" not in cell.metadata.get("tags", []):
+        tags = cell.metadata.get("tags", [])
+        if not any(t in tags for t in GRADED_TAGS):
             since_check.append((i, cell))
             continue
         name = _exercise_name(cell.source)
@@ -81,7 +85,13 @@ def rows_from_executed(nb, student: str, lesson: str) -> list[Row]:
                 status, detail = "error", _first_line(f"{errors[0].ename}: {errors[0].evalue}")
         else:
             text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
-            status, detail = ("passed", "") if "✅" in text else ("error", "the check printed no ✅ line")
+            project = "project" in tags
+            if "✅" in text:
+                status, detail = "passed", _first_line(text[text.index("✅") + 1:]) if project else ""
+            elif project and "⏭" in text:
+                status, detail = "not graded", _first_line(text[text.index("⏭") + 1:])
+            else:
+                status, detail = "error", "the check printed no ✅ line"
         rows.append(Row(student, lesson, name, status, detail, i))
         since_check = []
     return rows
@@ -158,9 +168,12 @@ def find_submissions(paths: list[str]) -> list[tuple[str, Path]]:
 
 
 def scores(rows: list[Row]) -> dict[str, tuple[int, int]]:
-    """student -> (exercises passed, exercises graded)."""
+    """student -> (exercises passed, exercises graded); a project "not graded" (fast mode) is not counted."""
     out: dict[str, tuple[int, int]] = {}
     for r in rows:
+        if r.status == "not graded":
+            out.setdefault(r.student, (0, 0))
+            continue
         p, n = out.get(r.student, (0, 0))
         out[r.student] = (p + (r.status == "passed"), n + 1)
     return out

@@ -138,3 +138,27 @@ def check_heun_sampler(fn: Callable) -> None:
         raise CheckFailed(f"{name}: wrong result with {steps} step{'s' * (steps > 1)} ({len(calls)} model calls; "
                           f"Heun makes {2 * steps - 1}). Hint: {hint}.")
     ok(name, "matches Heun's method (last step Euler) from t = 1 to 0 with 1, 3 and 10 steps")
+
+
+def check_time_shift(fn: Callable) -> None:
+    """fn(gamma, t) -> t' = gamma t / (1 + (gamma - 1) t), elementwise, for a tensor t in [0, 1]."""
+    name = "time_shift"
+    t = torch.linspace(0, 1, 11, dtype=torch.float64).float()
+    for gamma in (3.0, 1.0, 0.5, 1.56):
+        want = flow.time_shift(gamma, t)
+        got = as_tensor(call(fn, name, gamma, t.clone()), f"{name}({gamma}, t)", tuple(t.shape))
+        if close(got, want):
+            continue
+        td = t.double()
+        suspects = [
+            (td / (gamma - (gamma - 1) * td), "that is the inverse shift: gamma > 1 must move every t towards the "
+                                             "noisy end, t' >= t"),
+            (gamma * td / (1 + gamma * td), "the shifted grid must still end where it started: t = 1 (pure noise) "
+                                            "has to stay 1"),
+            (gamma * td, "t' must stay in [0, 1]: the shift is a ratio that bends the interval, not a stretch"),
+            (td, "t came back unchanged: for gamma other than 1 every t strictly between 0 and 1 must move"),
+        ]
+        hint = next((h for alt, h in suspects if close(got, alt)), None) or (
+            "t' is a ratio: gamma t over one plus (gamma - 1) t; it keeps 0 and 1 and moves everything between")
+        raise CheckFailed(f"{name}: wrong t' for gamma = {gamma} (t = 0, 0.1, ..., 1). Hint: {hint}.")
+    ok(name, "gamma t / (1 + (gamma - 1) t) for gamma = 3, 1, 0.5 and 1.56; 0 and 1 stay where they are")

@@ -34,10 +34,12 @@ def check_pack(fn: Callable) -> None:
             hint = ("those are DiT's (row, column, channel) features; Open-Sora and Flux put the channel first: "
                     "feature index c*p*p + ph*p + pw")
         elif close(out.sort(dim=-1).values, want.double().sort(dim=-1).values, atol=0, rtol=0):
-            hint = "each token holds the right numbers in the wrong order: permute to (B, T, H/p, W/p, C, p, p)"
+            hint = ("each token holds the right numbers in the wrong order: within a token the channel varies "
+                    "slowest, then the patch row, then the patch column")
         else:
-            hint = ("reshape to (B, C, T, H/p, p, W/p, p), permute to (B, T, H/p, W/p, C, p, p), then flatten the "
-                    "first three grid axes into tokens and the last three into features (time is not patched)")
+            hint = ("first separate each spatial axis into (which patch, where inside it); then bring the axes that "
+                    "say which token to the front (frame, patch row, patch column) and the ones that say which "
+                    "number inside the token to the back; time is not patched")
         raise CheckFailed(f"{name}: wrong tokens for latents of shape {shape} with p={p}. Hint: {hint}.")
     ok(name, "matches Open-Sora's pack for 4 latent shapes (p = 1, 2, 3)")
 
@@ -63,15 +65,16 @@ def check_apply_rope(fn: Callable) -> None:
     inv = pe.clone()
     inv[..., 0, 1], inv[..., 1, 0] = pe[..., 1, 0], pe[..., 0, 1]  # the transposed (inverse) rotations
     if close(rq, layers.apply_rope(q, k, inv)[0]):
-        hint = ("you rotated the wrong way: out = R @ x, i.e. out[0] = R[0,0] x0 + R[0,1] x1 and "
-                "out[1] = R[1,0] x0 + R[1,1] x1")
+        hint = ("you rotated the wrong way: that is the transposed (inverse) matrix. Multiply the matrix by the "
+                "pair (matrix on the left), as in the equation above")
     elif close(rq, wq) and not close(rk, wk):
         hint = "rotate the keys as well as the queries (v is the one left alone)"
     elif not torch.allclose(rq.norm(dim=-1), q.double().norm(dim=-1), atol=1e-4):
         hint = "a rotation keeps every vector's length; yours changes it"
     else:
-        hint = ("view x as pairs (..., D/2, 1, 2) — adjacent dims (x[2j], x[2j+1]) — and combine with the columns of "
-                "freqs_cis: freqs_cis[..., 0] * x_[..., 0] + freqs_cis[..., 1] * x_[..., 1]")
+        hint = ("the pairs are adjacent dimensions (x[2j], x[2j+1]), and pair j is rotated by matrix j of its "
+                "token; a rotated pair is the matrix's first column times x[2j] plus its second column times "
+                "x[2j+1]")
     raise CheckFailed(f"{name}: wrong rotation for q, k of shape (2, 2, 7, 16). Hint: {hint}.")
 
 
@@ -104,7 +107,8 @@ def check_modulated_residual(fn: Callable) -> None:
     for hint, wrong in candidates.items():
         if close(out, wrong):
             raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
-    raise CheckFailed(f"{name}: wrong result. Hint: x + mod.gate * f(modulate(norm(x), mod.shift, mod.scale)).")
+    raise CheckFailed(f"{name}: wrong result. Hint: the branch reads the normalised, then modulated input; its "
+                      "output is gated and added back to x (the equation above, read from the inside out).")
 
 
 def check_joint_attention(fn: Callable) -> None:
@@ -134,8 +138,8 @@ def check_joint_attention(fn: Callable) -> None:
         hint = ("that is two separate attentions: the point of MMDiT is that video tokens also attend to text tokens "
                 "(and vice versa) in one softmax over the concatenated sequence")
     else:
-        hint = ("q = cat((txt_q, img_q), dim=2) (and the same for k, v), attention(q, k, v, pe=pe), then "
-                "attn[:, :L_txt] is the text part and attn[:, L_txt:] the video part")
+        hint = ("one sequence: join the two streams' queries (and keys, values) along the token axis, text first; "
+                "attend once with pe; the output's first L_txt tokens are the text part, the rest the video part")
     raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
 
 
@@ -163,12 +167,13 @@ def check_guided_euler_step(fn: Callable) -> None:
         if close(out, x + (t_cur - t_next) * cfg_combine(c, u, scale)):
             hint = "time runs from 1 to 0: the step is (t_next - t_cur) * v, a negative multiple of v"
         elif close(out, x + (t_next - t_cur) * cfg_combine(u, c, scale)):
-            hint = "cond and uncond are swapped: v = u + scale * (c - u)"
+            hint = "cond and uncond are swapped: start from the unconditional prediction and move towards cond"
         elif close(out, x + (t_next - t_cur) * scale * c):
-            hint = "guidance extrapolates from the unconditional prediction: v = u + scale * (c - u)"
+            hint = ("guidance extrapolates from the unconditional prediction along the difference (cond minus "
+                    "uncond), it does not just scale cond")
         else:
-            hint = ("evaluate the model at t_cur (a tensor of shape (B,)) with cond and with null, combine, then "
-                    "x + (t_next - t_cur) * v")
+            hint = ("both predictions are made at the step's start, t_cur (as a tensor of shape (B,)); an Euler "
+                    "step moves x along the guided velocity for the time from t_cur to t_next")
         raise CheckFailed(f"{name}: wrong step from t={t_cur} to {t_next} with scale {scale}. Hint: {hint}.")
     ok(name, "one guided Euler step, for scales 4, 1 and 0")
 
@@ -204,9 +209,9 @@ def check_double_stream_block(fn: Callable) -> None:
     elif close(got_txt, want_txt, atol=1e-4):
         hint = "the text stream is right; check the video stream (img_mod, img_norm*, img_attn, img_mlp)"
     else:
-        hint = ("per stream: mod1, mod2 = X_mod(vec); q, k, v = X_attn.split_heads(modulate(X_norm1(x), mod1.shift, "
-                "mod1.scale)); one attention over cat(txt, img) with pe; split; x = x + mod1.gate * X_attn.proj(...); "
-                "x = x + mod2.gate * X_mlp(modulate(X_norm2(x), mod2.shift, mod2.scale))")
+        hint = ("each stream uses only its own weights (modulation, norms, attention projections, MLP); the one "
+                "thing they share is the joint attention; then each stream has two modulated residuals, attention "
+                "then MLP, as in the modulated-residual exercise")
     raise CheckFailed(f"{name}: wrong result. Hint: {hint}.")
 
 
@@ -239,3 +244,101 @@ def check_i2v_condition(fn: Callable) -> None:
         raise CheckFailed(f"{name}: wrong condition for known frames of shape {shape} and frames={frames}. "
                           f"Hint: {hint}.")
     ok(name, "matches the package's i2v_condition for 3 shapes (1 or 2 known frames, 1 to 5 latent frames)")
+
+
+def _single_block_variant(block, x, vec, pe, gate=True, qk_norm=True, order="qkv_first", act=True, residual=True,
+                          rope=True):
+    """SingleStreamBlock.forward written out, or with one mistake (for the hints and the tests)."""
+    (mod,) = block.modulation(vec)
+    h = layers.modulate(block.pre_norm(x), mod.shift, mod.scale)
+    d3, dm = 3 * block.hidden_size, block.mlp_hidden_dim
+    if order == "qkv_first":
+        qkv, m = torch.split(block.linear1(h), [d3, dm], dim=-1)
+    else:
+        m, qkv = torch.split(block.linear1(h), [dm, d3], dim=-1)
+    q, k, v = mmdit.split_heads(qkv, block.num_heads)
+    if qk_norm:
+        q, k = block.norm(q, k, v)
+    attn = layers.attention(q, k, v, pe=pe if rope else None)
+    out = block.linear2(torch.cat((attn, block.mlp_act(m) if act else m), dim=2))
+    out = mod.gate * out if gate else out
+    return x + out if residual else out
+
+
+def check_single_stream_block(fn: Callable) -> None:
+    """fn(block, x, vec, pe) -> x: the SingleStreamBlock forward from the block's parts (modulation, pre_norm,
+    linear1, norm, mlp_act, linear2, hidden_size, mlp_hidden_dim, num_heads), on random weights."""
+    name = "single_stream_forward"
+    torch.manual_seed(87)
+    block = mmdit.SingleStreamBlock(32, 2)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    g = torch.Generator().manual_seed(87)
+    x, vec = torch.randn(2, 16, 32, generator=g), torch.randn(2, 32, generator=g)
+    ids = torch.cat([torch.zeros(2, 4, 3), mmdit.prepare_img_ids(2, 3, 4, 4, 2)], dim=1)
+    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
+    with torch.no_grad():
+        want = block(x, vec, pe)
+        got = as_tensor(call(fn, name, block, x.clone(), vec.clone(), pe), name, tuple(x.shape))
+        if close(got, want, atol=1e-4):
+            ok(name, "matches minidiff's SingleStreamBlock on random weights (4 text + 12 video tokens)")
+            return
+        suspects = [
+            (dict(order="mlp_first"), "linear1's output holds the 3D numbers for q, k, v first, then the MLP's "
+                                      "hidden units"),
+            (dict(gate=False), "the block's output is gated before it is added: without the gate a fresh "
+                               "(adaLN-Zero) block would not be the identity"),
+            (dict(residual=False), "keep the residual: the block adds its output to x"),
+            (dict(qk_norm=False), "queries and keys are RMS-normalised per head (block.norm) before attention, as in "
+                                  "the double-stream block"),
+            (dict(act=False), "the MLP half passes through the activation (block.mlp_act) before linear2"),
+            (dict(rope=False), "the positions enter through RoPE: pass pe to the attention"),
+        ]
+        hint = next((h for kw, h in suspects if close(got, _single_block_variant(block, x, vec, pe, **kw),
+                                                      atol=1e-4)), None) or (
+            "one modulated input feeds both halves at once (ViT-22B's parallel block): one linear layer makes the "
+            "attention's q, k, v and the MLP's hidden units, one more mixes both results back to D")
+    raise CheckFailed(f"{name}: differs from minidiff's SingleStreamBlock by up to "
+                      f"{float((got - want).abs().max()):.3g}. Hint: {hint}.")
+
+
+def _img_ids_variant(batch, frames, height, width, p, units="tokens", order="frc", raster="row", start=0):
+    h, w = (height // p, width // p) if units == "tokens" else (height, width)
+    step = 1 if units == "tokens" else p
+    f, r, c = torch.meshgrid(torch.arange(frames) + start, torch.arange(0, h, step) if units != "tokens" else
+                             torch.arange(h), torch.arange(0, w, step) if units != "tokens" else torch.arange(w),
+                             indexing="ij")
+    if raster == "column":
+        f, r, c = (a.transpose(1, 2) for a in (f, r, c))
+    axes = {"frc": (f, r, c), "rcf": (r, c, f)}[order]
+    grid = torch.stack(axes, dim=-1).reshape(1, -1, 3).float()
+    return grid.expand(batch, -1, -1).clone()
+
+
+def check_prepare_img_ids(fn: Callable) -> None:
+    """fn(batch, frames, height, width, p) -> (batch, frames*(height/p)*(width/p), 3) float positions of the
+    packed video tokens, in pack's order: (frame, row, column), counted in tokens."""
+    name = "prepare_img_ids"
+    for args in [(2, 3, 8, 8, 2), (1, 2, 12, 8, 4), (1, 1, 6, 4, 2)]:
+        b, t, h, w, p = args
+        want = mmdit.prepare_img_ids(*args)
+        out = call(fn, name, *args)
+        if isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(want.shape) and not out.dtype.is_floating_point:
+            raise CheckFailed(f"{name} returned dtype {out.dtype}: the ids go through sin and cos in RoPE, so return "
+                              "floats (the positions themselves are whole numbers)")
+        got = as_tensor(out, f"{name}{args}", tuple(want.shape))
+        if close(got, want, atol=0, rtol=0):
+            continue
+        suspects = [
+            (dict(units="pixels"), "count positions in tokens (patches), not in latent pixels: neighbouring tokens "
+                                   "are 1 apart"),
+            (dict(order="rcf"), "each id is (frame, row, column), frame first, as Flux's (index, row, column)"),
+            (dict(raster="column"), "the tokens run in pack's order: frame by frame, and within a frame row by row "
+                                    "(the column changes fastest)"),
+            (dict(start=1), "count from 0: the first frame, row and column are position 0"),
+        ]
+        hint = next((hn for kw, hn in suspects if close(got, _img_ids_variant(*args, **kw), atol=0, rtol=0)),
+                    None) or "one (frame, row, column) triple per token, in the order pack puts the tokens, every " \
+                             "batch element the same"
+        raise CheckFailed(f"{name}: wrong ids for batch {b}, {t} frames of {h}x{w}, p={p}. Hint: {hint}.")
+    ok(name, "(frame, row, column) per token in pack's order, for 3 latent shapes and patch sizes 2 and 4")

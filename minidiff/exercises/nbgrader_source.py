@@ -53,9 +53,11 @@ def nbgrader_notebook(nb, lesson: str):  # nbformat.NotebookNode -> NotebookNode
             cell.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "task": False,
                                          "grade_id": unique(f"{lesson}-{m.group(1) if m else f'cell{i}'}"),
                                          "schema_version": SCHEMA_VERSION}
-        elif "check" in cell.metadata.get("tags", []):
+        elif {"check", "project"} & set(cell.metadata.get("tags", [])):  # a project's check is worth 3 points
+            points = 3 if "project" in cell.metadata.get("tags", []) else 1
             cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "task": False,
-                                         "points": 1, "grade_id": unique(f"{lesson}-{_check_name(cell.source) or i}"),
+                                         "points": points,
+                                         "grade_id": unique(f"{lesson}-{_check_name(cell.source) or i}"),
                                          "schema_version": SCHEMA_VERSION}
     import nbformat
 

@@ -73,6 +73,38 @@ class Attention(nn.Module):
         return self.proj(attention(q, k, v))
 
 
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention (PixArt-alpha's `MultiHeadCrossAttention`): the queries come from the image tokens
+    x (B, N, D), the keys and values from another sequence, the context c (B, M, D_c) — the text tokens in a
+    text-to-image DiT:
+
+        q = split(W_q x),   (k, v) = split(W_kv c),   out = W_o merge(softmax(q k^T / sqrt(d_head)) v)   (B, N, D)
+
+    Every image token reads the context; the context is not changed (lesson 08's joint attention updates both).
+    """
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.dim, self.context_dim = num_heads, dim, context_dim or dim
+        self.q_linear = nn.Linear(dim, dim)
+        self.kv_linear = nn.Linear(self.context_dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must be (B, N, {self.dim}) image tokens, got {tuple(x.shape)}")
+        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[-1] != self.context_dim:
+            raise ValueError(f"context must be (B, M, {self.context_dim}) with the same B as x {tuple(x.shape)}, "
+                             f"got {tuple(context.shape)}")
+        b, n, d = x.shape
+        h = self.num_heads
+        q = self.q_linear(x).reshape(b, n, h, d // h).transpose(1, 2)
+        k, v = self.kv_linear(context).reshape(b, context.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        return self.proj(attention(q, k, v, mask=mask))
+
+
 class DiTBlock(nn.Module):
     """One Transformer block with adaLN-Zero conditioning.
 
