@@ -454,7 +454,7 @@ CASES.update({
             (lambda x, p: torch.cat([x, x[:, :, -1:].expand(-1, -1, p, -1, -1)], 2), "future side"),
             (lambda x, p: torch.cat([torch.zeros_like(x[:, :, :p]), x], 2), "repeat frame 0"),
             (lambda x, p: torch.nn.functional.pad(x, (0, 0, 0, 0, p // 2, p - p // 2), mode="replicate"),
-             "along time .dim 2."),
+             "along the time axis .dim 2."),
         ],
     ),
     "prompt_to_ids": (

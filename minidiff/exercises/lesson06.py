@@ -25,9 +25,10 @@ def check_reparameterize(fn: Callable) -> None:
     elif close(out, m + lv * e) or close(out, m + (0.5 * lv) * e):
         hint = "logvar is a log: the standard deviation is exp(logvar / 2), not logvar itself"
     elif close(out, m + lv.exp().sqrt()):
-        hint = "you forgot the noise: z must be random, mean + sigma * noise"
+        hint = "you forgot the noise: z must be random, the mean moved by the standard deviation times the noise"
     else:
-        hint = "z = mean + sigma * noise with sigma = exp(0.5 * logvar)"
+        hint = ("z is the mean plus the standard deviation times the noise; the standard deviation comes from "
+                "logvar, a log-variance")
     raise CheckFailed(f"{name}: wrong z. Hint: {hint}.")
 
 
@@ -46,13 +47,14 @@ def check_kl_divergence(fn: Callable) -> None:
     if close(out, m.pow(2) + lv.exp() - 1 - lv):
         hint = "missing the factor 0.5 in front"
     elif close(out, 0.5 * (m.pow(2) + lv.exp() - 1 + lv)):
-        hint = "the sign of the logvar term: KL = 0.5 (mean^2 + var - 1 - log var)"
+        hint = "the sign of the logvar term (compare your formula with the closed form in the text)"
     elif close(out, 0.5 * (m.pow(2) + lv - 1 - lv.exp())):
         hint = "logvar and var are swapped: var = exp(logvar)"
     elif out.numel() and not bool((out >= -1e-9).all()):
         hint = "a KL divergence is never negative; some of your values are"
     else:
-        hint = "KL = 0.5 (mean^2 + exp(logvar) - 1 - logvar), elementwise, without summing"
+        hint = ("the closed form of KL(N(mean, var) || N(0, 1)) from the text, one value per element, without "
+                "summing")
     raise CheckFailed(f"{name}: wrong KL for mean, logvar of shape (3, 4, 6). Hint: {hint}.")
 
 
@@ -71,11 +73,11 @@ def check_causal_pad(fn: Callable) -> None:
         if pad and close(out, torch.cat([xd, xd[:, :, -1:].expand(-1, -1, pad, -1, -1)], 2)):
             hint = "you padded the future side: the copies go in front (before frame 0), not after the last frame"
         elif pad and close(out, torch.cat([torch.zeros_like(xd[:, :, :pad]), xd], 2)):
-            hint = "zeros would also be causal, but here we repeat frame 0 (x[:, :, :1]) so a still video stays still"
+            hint = "zeros would also be causal, but here we repeat frame 0 so that a still video stays still"
         elif pad and close(out, torch.cat([xd[:, :, :pad], xd], 2)):
             hint = "those are frames 0..time_pad-1; repeat frame 0 itself, time_pad times"
         else:
-            hint = "repeat frame 0 (x[:, :, :1]) time_pad times and put the copies before the video, along time (dim 2)"
+            hint = "copy frame 0 time_pad times and put the copies in front of the video, along the time axis (dim 2)"
         raise CheckFailed(f"{name}: wrong result for x of shape {shape} with time_pad={pad}. Hint: {hint}.")
     ok(name, "frame 0 repeated in front, for 4 video shapes and time_pad = 0, 1, 2")
 
