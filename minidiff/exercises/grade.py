@@ -8,7 +8,8 @@ counts. One row per (student, exercise): passed, wrong (the check's hint, first 
 error (the exception that stopped the student's code: SyntaxError, NameError, ...), not reached (the notebook timed
 out or stopped before the check). A check cell is a code cell tagged "check"; its exercise is the `check_*` it calls.
 A project cell (tagged "project", `check_project_*`) is graded the same way, and its detail reports the measured
-score against the bar; in fast mode (the default) its training budget is cut, so it is "not graded" (use --full).
+score against the bar; a project whose training budget fast mode (the default) cuts — lesson 05's — is "not graded"
+there (use --full).
 """
 
 from __future__ import annotations

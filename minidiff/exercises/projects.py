@@ -3,9 +3,10 @@
 A project check calls the learner's recipe with the budget, checks that the run kept to it (training images seen,
 parameters), samples the trained model and compares the judge's score with a bar set by `benchmarks/projects.py`:
 above what the lesson's own recipe reaches on the same budget, below what a measured improvement reaches (the
-records are in benchmarks/results/projects.json). In fast mode (MINIDIFF_FAST=1, the test suite and the default
-grader) the budget is cut to a few steps: the run's shape and budget are checked, the bar is not (it could not be
-met); `python -m minidiff.exercises grade --full` grades against it.
+records are in benchmarks/results/projects.json). Lesson 05's project trains: in fast mode (MINIDIFF_FAST=1, the
+test suite and the default grader) its budget is cut to a few steps, so the run's shape and budget are checked and
+the bar is not (it could not be met); `python -m minidiff.exercises grade --full` grades against it. Lesson 08's
+project only samples, and is graded against its bar in both modes.
 """
 
 from __future__ import annotations
