@@ -7,9 +7,11 @@ import dataclasses
 
 import nbformat
 import pytest
+import torch
 
 from minidiff import exercises as ex
 from minidiff.data import load_digits
+from minidiff.exercises import projects
 from minidiff.exercises.grade import rows_from_executed, scores
 from minidiff.flow import flow_loss_fn
 from minidiff.models.dit import DiT, DiTConfig
@@ -100,3 +102,10 @@ def test_the_grader_reports_a_projects_score_and_does_not_count_it_in_fast_mode(
                                                   evalue="project_dit: accuracy 0.610 ... is below the bar 0.68")]
     assert rows_from_executed(nb, "ann", "05")[0].status == "wrong"
     assert dataclasses.asdict(rows[0])["cell"] == 1
+
+
+def test_evaluate_dit_refuses_bad_input():
+    with pytest.raises(ValueError, match="multiple of 10"):
+        projects.evaluate_dit(DiT(TINY), n=15)
+    with pytest.raises(ValueError, match="torch.nn.Module with parameters"):
+        projects.evaluate_dit(torch.nn.Identity())

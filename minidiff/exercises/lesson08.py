@@ -178,19 +178,24 @@ def check_guided_euler_step(fn: Callable) -> None:
     ok(name, "one guided Euler step, for scales 4, 1 and 0")
 
 
+def _random_block(cls, seed: int):
+    """A block of width 32 with 2 heads and every weight random (std 0.1, so no gate is zero), a generator for its
+    inputs, and the RoPE of 4 text tokens (ids 0) followed by a 3 x 4 x 4 latent packed with patch 2 (12 tokens)."""
+    torch.manual_seed(seed)
+    block = cls(32, 2)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    ids = torch.cat([torch.zeros(2, 4, 3), mmdit.prepare_img_ids(2, 3, 4, 4, 2)], dim=1)
+    return block, torch.Generator().manual_seed(seed), layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
+
+
 def check_double_stream_block(fn: Callable) -> None:
     """fn(block, img, txt, vec, pe) -> (img, txt): the whole DoubleStreamBlock forward written with the block's own
     submodules (img_mod, img_norm1, img_attn, ..., txt_mlp), checked against minidiff's on random weights."""
     name = "double_stream_block"
-    torch.manual_seed(86)
-    block = mmdit.DoubleStreamBlock(32, 2)
-    for p in block.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    g = torch.Generator().manual_seed(86)
+    block, g, pe = _random_block(mmdit.DoubleStreamBlock, 86)
     img, txt, vec = torch.randn(2, 12, 32, generator=g), torch.randn(2, 4, 32, generator=g), torch.randn(2, 32,
                                                                                                       generator=g)
-    ids = torch.cat([torch.zeros(2, 4, 3), mmdit.prepare_img_ids(2, 3, 4, 4, 2)], dim=1)
-    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
     with torch.no_grad():
         want_img, want_txt = block(img, txt, vec, pe)
         out = call(fn, name, block, img.clone(), txt.clone(), vec.clone(), pe)
@@ -269,14 +274,8 @@ def check_single_stream_block(fn: Callable) -> None:
     """fn(block, x, vec, pe) -> x: the SingleStreamBlock forward from the block's parts (modulation, pre_norm,
     linear1, norm, mlp_act, linear2, hidden_size, mlp_hidden_dim, num_heads), on random weights."""
     name = "single_stream_forward"
-    torch.manual_seed(87)
-    block = mmdit.SingleStreamBlock(32, 2)
-    for p in block.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    g = torch.Generator().manual_seed(87)
+    block, g, pe = _random_block(mmdit.SingleStreamBlock, 87)
     x, vec = torch.randn(2, 16, 32, generator=g), torch.randn(2, 32, generator=g)
-    ids = torch.cat([torch.zeros(2, 4, 3), mmdit.prepare_img_ids(2, 3, 4, 4, 2)], dim=1)
-    pe = layers.EmbedND(16, 10_000, [4, 6, 6])(ids)
     with torch.no_grad():
         want = block(x, vec, pe)
         got = as_tensor(call(fn, name, block, x.clone(), vec.clone(), pe), name, tuple(x.shape))

@@ -19,7 +19,7 @@ from ..train import TrainResult
 from ..utils import fast_mode
 from ._common import CheckFailed, as_tensor, call, ok
 
-PROJECT_DIT_IMAGES = 12_800  # training images: e.g. 800 steps of batch 16, about 1.5-3 CPU minutes
+PROJECT_DIT_IMAGES = 12_800  # training images: e.g. 800 steps of batch 16 (lesson 05 runs in 114 s, this included)
 PROJECT_DIT_MAX_PARAMS = 2_000_000
 PROJECT_DIT_BAR = 0.75  # judge's class accuracy, 500 samples; see benchmarks/results/projects.json
 PROJECT_DIT_SAMPLES, PROJECT_DIT_STEPS = 500, 20
@@ -34,8 +34,13 @@ def evaluate_dit(model: torch.nn.Module, n: int = PROJECT_DIT_SAMPLES, steps: in
     from ..flow import euler_sample
     from ..pretrained import load_pretrained
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 10 or n % 10:
+        raise ValueError(f"n must be a positive multiple of 10 (class-balanced samples), got {n!r}")
+    params = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+    if params is None:
+        raise ValueError(f"model must be a torch.nn.Module with parameters, got {type(model).__name__}")
     judge, _ = load_pretrained("digit-classifier")
-    device = next(model.parameters()).device
+    device = params.device
     labels = torch.arange(10).repeat_interleave(n // 10)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn((len(labels), 1, 16, 16), generator=g)
